@@ -40,6 +40,7 @@ struct kobj_owner {
 struct kobj {
 	atomic_int refs;
 	const struct kind *kind;
+	size_t size;            /* bytes of the object's single allocation (see kinds.h) */
 	const char *key;        /* "ns/name", or "name" when cluster-scoped */
 	const char *ns;         /* "" when cluster-scoped */
 	const char *name;
@@ -58,6 +59,9 @@ struct kobj {
 struct kobj *kobj_ref(struct kobj *o);
 /* Drop a reference; frees the object with kind->destroy at zero. NULL-safe. */
 void kobj_unref(struct kobj *o);
+
+/* Bytes the object occupies in memory, for cache accounting. */
+size_t kobj_size(const struct kobj *o);
 
 /* Value of label key, or NULL. O(log n) in the number of labels. */
 const char *kobj_label(const struct kobj *o, const char *key);

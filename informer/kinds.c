@@ -1,0 +1,796 @@
+/* The decoder core shared by every kind: scratch arena, metadata, typed
+ * values, the two-pass layout into one block, the kind table and Status. */
+#include "kinds_internal.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quantity.h"
+
+/* The first block serves a typical object whole and is kept between objects. */
+#define KD_BLOCK_SIZE 8192
+/* Scratch per object; a bigger object is refused rather than cached. */
+#define KD_MAX_SCRATCH ((size_t)64 << 20)
+
+struct kblock {
+	struct kblock *next; /* older block */
+	size_t cap, used;
+	max_align_t mem[];
+};
+
+struct kmeta_builder {
+	const char *name, *ns, *uid, *resource_version;
+	const char *kind_name; /* top-level "kind", when present */
+	int64_t generation, created, deleted;
+	struct klabels labels;
+	struct kvec owners; /* of struct kobj_owner with scratch strings */
+};
+
+struct kdecode {
+	const struct kind *kind;
+	struct kblock *blocks; /* newest first */
+	size_t scratch;        /* bytes of blocks allocated for this object */
+	struct kerr err;
+	struct kmeta_builder meta;
+	void *state;
+};
+
+/* ---- scratch arena ---- */
+
+static size_t kd_round(size_t n)
+{
+	size_t a = _Alignof(max_align_t);
+	return (n + a - 1) / a * a;
+}
+
+void kd_fail(struct kdecode *d, int code, const char *fmt, ...)
+{
+	if (d->err.code)
+		return;
+	d->err.code = code;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(d->err.message, sizeof(d->err.message), fmt, ap);
+	va_end(ap);
+}
+
+int kd_failed(const struct kdecode *d)
+{
+	return d->err.code != 0;
+}
+
+void *kd_alloc(struct kdecode *d, size_t size)
+{
+	size = kd_round(size ? size : 1);
+	struct kblock *b = d->blocks;
+	if (!b || b->cap - b->used < size) {
+		size_t cap = size > KD_BLOCK_SIZE ? size : KD_BLOCK_SIZE;
+		if (d->scratch + cap > KD_MAX_SCRATCH) {
+			kd_fail(d, KERR_TOO_LARGE, "%s object needs more than %zu MiB to decode",
+			        d->kind->name, KD_MAX_SCRATCH >> 20);
+			return NULL;
+		}
+		b = malloc(sizeof(*b) + cap);
+		if (!b) {
+			kd_fail(d, KERR_NOMEM, "out of memory decoding a %s", d->kind->name);
+			return NULL;
+		}
+		b->next = d->blocks;
+		b->cap = cap;
+		b->used = 0;
+		d->blocks = b;
+		d->scratch += cap;
+	}
+	void *p = (char *)b->mem + b->used;
+	b->used += size;
+	memset(p, 0, size);
+	return p;
+}
+
+/* Keep only the oldest block, and only when it is of the usual size, so one
+ * huge object does not pin its scratch forever. */
+static void kd_reset(struct kdecode *d)
+{
+	while (d->blocks && (d->blocks->next || d->blocks->cap > KD_BLOCK_SIZE)) {
+		struct kblock *b = d->blocks;
+		d->blocks = b->next;
+		free(b);
+	}
+	d->scratch = 0;
+	if (d->blocks) {
+		d->blocks->used = 0;
+		d->scratch = d->blocks->cap;
+	}
+}
+
+char *kd_strdup(struct kdecode *d, const char *s, size_t len)
+{
+	char *c = kd_alloc(d, len + 1);
+	if (c)
+		memcpy(c, s, len);
+	return c;
+}
+
+void *kd_vec_at(struct kdecode *d, struct kvec *v, size_t i, size_t elsize)
+{
+	if (i >= v->cap) {
+		size_t cap = v->cap ? v->cap * 2 : 4;
+		while (cap <= i)
+			cap *= 2;
+		void *items = kd_alloc(d, cap * elsize);
+		if (!items)
+			return NULL;
+		if (v->n)
+			memcpy(items, v->items, v->n * elsize);
+		v->items = items;
+		v->cap = cap;
+	}
+	if (i >= v->n)
+		v->n = i + 1; /* the arena zeroed the new elements */
+	return (char *)v->items + i * elsize;
+}
+
+void *kd_vec_push(struct kdecode *d, struct kvec *v, size_t elsize)
+{
+	return kd_vec_at(d, v, v->n, elsize);
+}
+
+/* ---- paths ---- */
+
+int kpath_prefix(const struct json_path *p, const char *pat, size_t *idx, struct json_path *rest)
+{
+	size_t depth = 0, nidx = 0;
+	const char *c = pat;
+	while (*c) {
+		const char *dot = strchr(c, '.');
+		size_t n = dot ? (size_t)(dot - c) : strlen(c);
+		if (depth >= p->depth)
+			return 0;
+		const struct json_seg *s = &p->seg[depth];
+		if (n == 1 && *c == '#') {
+			if (s->key)
+				return 0;
+			if (idx)
+				idx[nidx++] = s->index;
+		} else if (n == 1 && *c == '*') {
+			if (!s->key)
+				return 0;
+		} else if (!s->key || s->keylen != n || memcmp(s->key, c, n) != 0) {
+			return 0;
+		}
+		depth++;
+		c += n;
+		if (*c == '.')
+			c++;
+	}
+	if (rest) {
+		rest->depth = p->depth - depth;
+		rest->seg = p->seg + depth;
+	}
+	return 1;
+}
+
+int kpath_match(const struct json_path *p, const char *pat, size_t *idx)
+{
+	struct json_path rest;
+	return kpath_prefix(p, pat, idx, &rest) && rest.depth == 0;
+}
+
+const char *kpath_last(const struct json_path *p)
+{
+	if (p->depth == 0 || !p->seg[p->depth - 1].key)
+		return "";
+	return p->seg[p->depth - 1].key;
+}
+
+const char *kd_path_text(struct kdecode *d, const struct json_path *p)
+{
+	size_t cap = 1;
+	for (size_t i = 0; i < p->depth; i++)
+		cap += (p->seg[i].key ? p->seg[i].keylen : 0) + 24;
+	char *buf = kd_alloc(d, cap);
+	if (!buf)
+		return "?";
+	size_t n = 0;
+	for (size_t i = 0; i < p->depth; i++) {
+		const struct json_seg *s = &p->seg[i];
+		int w = s->key ? snprintf(buf + n, cap - n, "%s%s", i ? "." : "", s->key)
+		               : snprintf(buf + n, cap - n, "[%zu]", s->index);
+		if (w < 0 || (size_t)w >= cap - n)
+			break;
+		n += (size_t)w;
+	}
+	return buf;
+}
+
+/* ---- typed values ---- */
+
+static const char *kd_type_name(enum json_type t)
+{
+	static const char *const names[] = {"null", "a boolean", "a number", "a string", "an object", "an array"};
+	return names[t];
+}
+
+int kstr_eq(const char *s, size_t len, const char *word)
+{
+	return strlen(word) == len && memcmp(s, word, len) == 0;
+}
+
+int kd_string(struct kdecode *d, const struct json_path *p, enum json_type type,
+              const char *s, size_t len, const char **out)
+{
+	if (type != JSON_STRING) {
+		kd_fail(d, KERR_PARSE, "%s %s: expected a string, got %s", d->kind->name,
+		        kd_path_text(d, p), kd_type_name(type));
+		return KERR_PARSE;
+	}
+	char *c = kd_strdup(d, s, len);
+	if (!c)
+		return KERR_NOMEM;
+	*out = c;
+	return 0;
+}
+
+int kparse_int(enum json_type type, const char *s, size_t len, int64_t *out)
+{
+	if (type != JSON_NUMBER || len == 0)
+		return KERR_PARSE;
+	size_t i = 0;
+	int neg = s[0] == '-';
+	if (neg)
+		i++;
+	if (i == len)
+		return KERR_PARSE;
+	uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+	for (; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return KERR_PARSE;
+		unsigned dgt = (unsigned)(s[i] - '0');
+		if (v > (limit - dgt) / 10)
+			return KERR_PARSE;
+		v = v * 10 + dgt;
+	}
+	*out = neg ? (int64_t)(0 - v) : (int64_t)v;
+	return 0;
+}
+
+int kd_int(struct kdecode *d, const struct json_path *p, enum json_type type,
+           const char *s, size_t len, int64_t *out)
+{
+	if (kparse_int(type, s, len, out) == 0)
+		return 0;
+	kd_fail(d, KERR_PARSE, "%s %s: expected a 64-bit integer, got %s%s%.*s", d->kind->name,
+	        kd_path_text(d, p), kd_type_name(type), type == JSON_NUMBER ? " " : "",
+	        type == JSON_NUMBER ? (int)(len > 40 ? 40 : len) : 0, s ? s : "");
+	return KERR_PARSE;
+}
+
+int kd_bool(struct kdecode *d, const struct json_path *p, enum json_type type,
+            const char *s, size_t len, int *out)
+{
+	(void)len;
+	if (type != JSON_BOOL) {
+		kd_fail(d, KERR_PARSE, "%s %s: expected a boolean, got %s", d->kind->name,
+		        kd_path_text(d, p), kd_type_name(type));
+		return KERR_PARSE;
+	}
+	*out = s[0] == 't';
+	return 0;
+}
+
+int kd_quantity(struct kdecode *d, const struct json_path *p, enum json_type type,
+                const char *s, size_t len, int milli, int64_t *out)
+{
+	/* The apiserver writes quantities as strings; users' YAML may give numbers. */
+	if (type != JSON_STRING && type != JSON_NUMBER) {
+		kd_fail(d, KERR_PARSE, "%s %s: expected a quantity string, got %s", d->kind->name,
+		        kd_path_text(d, p), kd_type_name(type));
+		return KERR_PARSE;
+	}
+	struct kerr qe = {0};
+	int rc = milli ? quantity_parse_milli(s, len, out, &qe) : quantity_parse_value(s, len, out, &qe);
+	if (rc < 0)
+		kd_fail(d, rc, "%s %s: %s", d->kind->name, kd_path_text(d, p), qe.message);
+	return rc;
+}
+
+static int kparse_digits(const char *s, size_t n, int *out)
+{
+	int v = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's method). */
+static int64_t kdays_from_civil(int64_t y, int m, int d)
+{
+	y -= m <= 2;
+	int64_t era = (y >= 0 ? y : y - 399) / 400;
+	int64_t yoe = y - era * 400;
+	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+int kparse_rfc3339(const char *s, size_t len, int64_t *out)
+{
+	/* YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM) */
+	int y, mo, d, h, mi, sec, oh = 0, om = 0;
+	if (len < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') ||
+	    s[13] != ':' || s[16] != ':' || kparse_digits(s, 4, &y) || kparse_digits(s + 5, 2, &mo) ||
+	    kparse_digits(s + 8, 2, &d) || kparse_digits(s + 11, 2, &h) ||
+	    kparse_digits(s + 14, 2, &mi) || kparse_digits(s + 17, 2, &sec))
+		return KERR_PARSE;
+	size_t i = 19;
+	if (s[i] == '.') {
+		size_t start = ++i;
+		while (i < len && s[i] >= '0' && s[i] <= '9')
+			i++;
+		if (i == start)
+			return KERR_PARSE;
+	}
+	int sign = 0;
+	if (i + 1 == len && (s[i] == 'Z' || s[i] == 'z')) {
+		sign = 0;
+	} else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':' &&
+	           !kparse_digits(s + i + 1, 2, &oh) && !kparse_digits(s + i + 4, 2, &om)) {
+		sign = s[i] == '-' ? -1 : 1;
+	} else {
+		return KERR_PARSE;
+	}
+	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60 ||
+	    oh > 23 || om > 59)
+		return KERR_PARSE;
+	int64_t t = kdays_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
+	*out = t - sign * (oh * 3600 + om * 60);
+	return 0;
+}
+
+int kd_time(struct kdecode *d, const struct json_path *p, enum json_type type,
+            const char *s, size_t len, int64_t *out)
+{
+	if (type == JSON_STRING && kparse_rfc3339(s, len, out) == 0)
+		return 0;
+	kd_fail(d, KERR_PARSE, "%s %s: expected an RFC 3339 time such as \"2024-01-15T10:30:00Z\", got %s%.*s",
+	        d->kind->name, kd_path_text(d, p), type == JSON_STRING ? "" : kd_type_name(type),
+	        type == JSON_STRING ? (int)(len > 40 ? 40 : len) : 0, s ? s : "");
+	return KERR_PARSE;
+}
+
+enum kcond kparse_cond(const char *s, size_t len)
+{
+	if (kstr_eq(s, len, "True"))
+		return KCOND_TRUE;
+	if (kstr_eq(s, len, "False"))
+		return KCOND_FALSE;
+	return KCOND_UNKNOWN;
+}
+
+enum keffect kparse_effect(const char *s, size_t len)
+{
+	if (len == 0)
+		return KEFFECT_ANY;
+	if (kstr_eq(s, len, "NoSchedule"))
+		return KEFFECT_NO_SCHEDULE;
+	if (kstr_eq(s, len, "PreferNoSchedule"))
+		return KEFFECT_PREFER_NO_SCHEDULE;
+	if (kstr_eq(s, len, "NoExecute"))
+		return KEFFECT_NO_EXECUTE;
+	return KEFFECT_OTHER;
+}
+
+void kd_label(struct kdecode *d, struct klabels *l, const struct json_path *p,
+              enum json_type type, const char *s, size_t len)
+{
+	const char *value;
+	if (kd_string(d, p, type, s, len, &value) < 0)
+		return;
+	const char *key = kpath_last(p);
+	char *k = kd_strdup(d, key, strlen(key));
+	struct kobj_label *lab = k ? kd_vec_push(d, &l->v, sizeof(*lab)) : NULL;
+	if (!lab)
+		return;
+	lab->key = k;
+	lab->value = value;
+}
+
+/* ---- metadata ---- */
+
+static void kmeta_value(struct kdecode *d, const struct json_path *p, enum json_type type,
+                        const char *s, size_t len)
+{
+	struct kmeta_builder *m = &d->meta;
+	struct json_path r;
+	size_t idx[1];
+	if (kpath_match(p, "metadata.name", NULL))
+		kd_string(d, p, type, s, len, &m->name);
+	else if (kpath_match(p, "metadata.namespace", NULL))
+		kd_string(d, p, type, s, len, &m->ns);
+	else if (kpath_match(p, "metadata.uid", NULL))
+		kd_string(d, p, type, s, len, &m->uid);
+	else if (kpath_match(p, "metadata.resourceVersion", NULL))
+		kd_string(d, p, type, s, len, &m->resource_version);
+	else if (kpath_match(p, "metadata.generation", NULL))
+		kd_int(d, p, type, s, len, &m->generation);
+	else if (kpath_match(p, "metadata.creationTimestamp", NULL))
+		kd_time(d, p, type, s, len, &m->created);
+	else if (kpath_match(p, "metadata.deletionTimestamp", NULL))
+		kd_time(d, p, type, s, len, &m->deleted);
+	else if (kpath_match(p, "metadata.labels.*", NULL))
+		kd_label(d, &m->labels, p, type, s, len);
+	else if (kpath_prefix(p, "metadata.ownerReferences.#", idx, &r)) {
+		struct kobj_owner *o = kd_vec_at(d, &m->owners, idx[0], sizeof(*o));
+		if (!o || r.depth != 1)
+			return;
+		if (json_seg_is(&r.seg[0], "apiVersion"))
+			kd_string(d, p, type, s, len, &o->api_version);
+		else if (json_seg_is(&r.seg[0], "kind"))
+			kd_string(d, p, type, s, len, &o->kind);
+		else if (json_seg_is(&r.seg[0], "name"))
+			kd_string(d, p, type, s, len, &o->name);
+		else if (json_seg_is(&r.seg[0], "uid"))
+			kd_string(d, p, type, s, len, &o->uid);
+		else if (json_seg_is(&r.seg[0], "controller"))
+			kd_bool(d, p, type, s, len, &o->controller);
+	}
+}
+
+/* ---- decoder ---- */
+
+struct kdecode *kdecode_new(const struct kind *k, struct kerr *e)
+{
+	if (!k) {
+		kerr_set(e, KERR_INVAL, "kdecode_new: no kind");
+		return NULL;
+	}
+	struct kdecode *d = calloc(1, sizeof(*d));
+	if (!d) {
+		kerr_set(e, KERR_NOMEM, "out of memory allocating a %s decoder", k->name);
+		return NULL;
+	}
+	d->kind = k;
+	kdecode_begin(d);
+	return d;
+}
+
+void kdecode_free(struct kdecode *d)
+{
+	if (!d)
+		return;
+	while (d->blocks) {
+		struct kblock *b = d->blocks;
+		d->blocks = b->next;
+		free(b);
+	}
+	free(d);
+}
+
+const struct kind *kdecode_kind(const struct kdecode *d)
+{
+	return d->kind;
+}
+
+void kdecode_begin(struct kdecode *d)
+{
+	kd_reset(d);
+	kerr_clear(&d->err);
+	memset(&d->meta, 0, sizeof(d->meta));
+	d->state = NULL;
+	if (d->kind->state_size) {
+		d->state = kd_alloc(d, d->kind->state_size);
+		if (d->state && d->kind->begin)
+			d->kind->begin(d->state);
+	}
+}
+
+void kdecode_value(struct kdecode *d, const struct json_path *p, enum json_type type,
+                   const char *s, size_t len)
+{
+	if (d->err.code || type == JSON_NULL || p->depth == 0)
+		return;
+	if (json_seg_is(&p->seg[0], "metadata")) {
+		kmeta_value(d, p, type, s, len);
+		return;
+	}
+	if (p->depth == 1 && json_seg_is(&p->seg[0], "kind")) {
+		kd_string(d, p, type, s, len, &d->meta.kind_name);
+		return;
+	}
+	d->kind->value(d, d->state, p, type, s, len);
+}
+
+int kdecode_end(struct kdecode *d, struct kobj **out, struct kerr *e)
+{
+	*out = NULL;
+	const struct kind *k = d->kind;
+	if (!d->err.code && d->meta.kind_name && strcmp(d->meta.kind_name, k->name) != 0)
+		kd_fail(d, KERR_PARSE, "expected a %s object, got kind \"%s\"", k->name, d->meta.kind_name);
+	if (!d->err.code && (!d->meta.name || !d->meta.name[0]))
+		kd_fail(d, KERR_PARSE, "%s object has no metadata.name%s%s", k->name,
+		        d->meta.ns ? " (namespace " : "", d->meta.ns ? d->meta.ns : "");
+	if (d->err.code)
+		goto fail;
+	struct kalloc size = {.d = d};
+	if (!k->end(d, d->state, &size) || d->err.code)
+		goto fail;
+	size_t total = size.fixed + size.strings;
+	char *block = malloc(total);
+	if (!block) {
+		kd_fail(d, KERR_NOMEM, "out of memory allocating a %zu-byte %s", total, k->name);
+		goto fail;
+	}
+	struct kalloc fill = {.base = block, .d = d, .fixed_total = size.fixed, .strings_total = size.strings};
+	struct kobj *o = k->end(d, d->state, &fill);
+	if (!o || d->err.code || fill.fixed != size.fixed || fill.strings != size.strings) {
+		kd_fail(d, KERR_INVAL, "internal error: %s layout differs between passes", k->name);
+		free(block);
+		goto fail;
+	}
+	atomic_init(&o->refs, 1);
+	o->kind = k;
+	o->size = total;
+	*out = o;
+	return 0;
+fail:
+	if (e && e->code == 0)
+		*e = d->err;
+	return d->err.code;
+}
+
+/* ---- layout ---- */
+
+void *ka_alloc(struct kalloc *a, size_t size)
+{
+	if (size == 0)
+		return NULL;
+	size_t n = kd_round(size);
+	if (!a->base) {
+		a->fixed += n;
+		return kd_alloc(a->d, n);
+	}
+	if (n > a->fixed_total - a->fixed) {
+		kd_fail(a->d, KERR_INVAL, "internal error: layout pass overflow");
+		return NULL;
+	}
+	void *p = a->base + a->fixed;
+	a->fixed += n;
+	memset(p, 0, n);
+	return p;
+}
+
+static char *ka_bytes(struct kalloc *a, size_t n)
+{
+	if (!a->base) {
+		a->strings += n;
+		return kd_alloc(a->d, n);
+	}
+	if (n > a->strings_total - a->strings) {
+		kd_fail(a->d, KERR_INVAL, "internal error: layout pass overflow");
+		return NULL;
+	}
+	char *p = a->base + a->fixed_total + a->strings;
+	a->strings += n;
+	return p;
+}
+
+const char *ka_str(struct kalloc *a, const char *s)
+{
+	if (!s || !s[0])
+		return "";
+	size_t n = strlen(s) + 1;
+	char *c = ka_bytes(a, n);
+	if (!c)
+		return "";
+	memcpy(c, s, n);
+	return c;
+}
+
+static int klabel_cmp(const void *x, const void *y)
+{
+	return strcmp(((const struct kobj_label *)x)->key, ((const struct kobj_label *)y)->key);
+}
+
+const struct kobj_label *ka_labels(struct kalloc *a, struct klabels *l, size_t *n)
+{
+	*n = 0;
+	if (l->v.n == 0)
+		return NULL;
+	struct kobj_label *src = l->v.items;
+	qsort(src, l->v.n, sizeof(*src), klabel_cmp);
+	struct kobj_label *dst = ka_alloc(a, l->v.n * sizeof(*dst));
+	if (!dst)
+		return NULL;
+	for (size_t i = 0; i < l->v.n; i++) {
+		dst[i].key = ka_str(a, src[i].key);
+		dst[i].value = ka_str(a, src[i].value);
+	}
+	*n = l->v.n;
+	return dst;
+}
+
+void *ka_object(struct kalloc *a, size_t size)
+{
+	struct kobj *o = ka_alloc(a, size);
+	if (!o)
+		return NULL;
+	struct kmeta_builder *m = &a->d->meta;
+	const char *ns = m->ns ? m->ns : "";
+	size_t nslen = a->d->kind->namespaced ? strlen(ns) : 0;
+	size_t namelen = strlen(m->name);
+	/* name is the tail of key, so it costs no bytes of its own. */
+	char *key = ka_bytes(a, nslen + (nslen ? 1 : 0) + namelen + 1);
+	if (!key)
+		return NULL;
+	if (nslen) {
+		memcpy(key, ns, nslen);
+		key[nslen] = '/';
+		memcpy(key + nslen + 1, m->name, namelen + 1);
+		o->name = key + nslen + 1;
+	} else {
+		memcpy(key, m->name, namelen + 1);
+		o->name = key;
+	}
+	o->key = key;
+	o->ns = a->d->kind->namespaced ? ka_str(a, ns) : "";
+	o->uid = ka_str(a, m->uid);
+	o->resource_version = ka_str(a, m->resource_version);
+	o->generation = m->generation;
+	o->created = m->created;
+	o->deleted = m->deleted;
+	o->labels = ka_labels(a, &m->labels, &o->nlabels);
+	struct kobj_owner *src = m->owners.items;
+	struct kobj_owner *dst = ka_alloc(a, m->owners.n * sizeof(*dst));
+	if (m->owners.n && !dst)
+		return NULL;
+	for (size_t i = 0; i < m->owners.n; i++) {
+		dst[i].api_version = ka_str(a, src[i].api_version);
+		dst[i].kind = ka_str(a, src[i].kind);
+		dst[i].name = ka_str(a, src[i].name);
+		dst[i].uid = ka_str(a, src[i].uid);
+		dst[i].controller = src[i].controller;
+	}
+	o->owners = dst;
+	o->nowners = m->owners.n;
+	return o;
+}
+
+void kind_destroy_block(struct kobj *o)
+{
+	free(o);
+}
+
+/* ---- whole documents ---- */
+
+struct kdoc {
+	struct kdecode *d;  /* decoding an object, or */
+	struct kstatus *st; /* a Status */
+	int roots;          /* top-level values seen */
+};
+
+static int kdoc_root(struct kdoc *doc, const struct json_path *p, enum json_type type, struct kerr *e)
+{
+	if (p->depth > 0)
+		return 0;
+	if (++doc->roots > 1)
+		return kerr_set(e, KERR_PARSE, "expected one JSON object, found more data after it");
+	if (type != JSON_OBJECT)
+		return kerr_set(e, KERR_PARSE, "expected a JSON object, got %s", kd_type_name(type));
+	return 0;
+}
+
+static int kdoc_scalar(void *ud, const struct json_path *p, enum json_type type,
+                       const char *s, size_t len, struct kerr *e)
+{
+	struct kdoc *doc = ud;
+	int rc = kdoc_root(doc, p, type, e);
+	if (rc < 0)
+		return rc;
+	if (doc->d)
+		kdecode_value(doc->d, p, type, s, len);
+	else
+		kstatus_value(doc->st, p, type, s, len);
+	return 0;
+}
+
+static int kdoc_start(void *ud, const struct json_path *p, enum json_type type, struct kerr *e)
+{
+	return kdoc_scalar(ud, p, type, NULL, 0, e);
+}
+
+static int kdoc_parse(struct kdoc *doc, const char *json, size_t len, struct kerr *e)
+{
+	static const struct json_stream_cbs cbs = {.scalar = kdoc_scalar, .start = kdoc_start};
+	struct json_stream *js = json_stream_new(&cbs, doc, 0, e);
+	if (!js)
+		return KERR_NOMEM;
+	int rc = json_stream_feed(js, json, len, e);
+	if (rc == 0)
+		rc = json_stream_finish(js, e);
+	if (rc == 0 && doc->roots == 0)
+		rc = kerr_set(e, KERR_PARSE, "expected a JSON object, got an empty document");
+	json_stream_free(js);
+	return rc;
+}
+
+int kind_decode_json(const struct kind *k, const char *json, size_t len,
+                     struct kobj **out, struct kerr *e)
+{
+	*out = NULL;
+	struct kdoc doc = {.d = kdecode_new(k, e)};
+	if (!doc.d)
+		return e && e->code ? e->code : KERR_NOMEM;
+	int rc = kdoc_parse(&doc, json, len, e);
+	if (rc == 0)
+		rc = kdecode_end(doc.d, out, e);
+	kdecode_free(doc.d);
+	return rc;
+}
+
+/* ---- Status ---- */
+
+static void kstatus_copy(char *dst, size_t cap, const char *s, size_t len)
+{
+	if (len >= cap)
+		len = cap - 1;
+	memcpy(dst, s, len);
+	dst[len] = '\0';
+}
+
+void kstatus_value(struct kstatus *st, const struct json_path *p, enum json_type type,
+                   const char *s, size_t len)
+{
+	if (p->depth != 1 || !p->seg[0].key)
+		return;
+	const struct json_seg *k = &p->seg[0];
+	int64_t code;
+	if (json_seg_is(k, "code") && kparse_int(type, s, len, &code) == 0)
+		st->code = (long)code;
+	else if (type != JSON_STRING)
+		return;
+	else if (json_seg_is(k, "status"))
+		kstatus_copy(st->status, sizeof(st->status), s, len);
+	else if (json_seg_is(k, "reason"))
+		kstatus_copy(st->reason, sizeof(st->reason), s, len);
+	else if (json_seg_is(k, "message"))
+		kstatus_copy(st->message, sizeof(st->message), s, len);
+}
+
+int kstatus_decode_json(const char *json, size_t len, struct kstatus *st, struct kerr *e)
+{
+	memset(st, 0, sizeof(*st));
+	struct kdoc doc = {.st = st};
+	return kdoc_parse(&doc, json, len, e);
+}
+
+/* ---- table ---- */
+
+static const struct kind *const kind_table[] = {
+	&kind_pod, &kind_node, &kind_namespace, &kind_deployment, &kind_resourcequota, &kind_computerequest,
+};
+
+size_t kind_count(void)
+{
+	return sizeof(kind_table) / sizeof(kind_table[0]);
+}
+
+const struct kind *kind_at(size_t i)
+{
+	return i < kind_count() ? kind_table[i] : NULL;
+}
+
+const struct kind *kind_by_name(const char *name)
+{
+	for (size_t i = 0; name && i < kind_count(); i++)
+		if (strcmp(kind_table[i]->name, name) == 0)
+			return kind_table[i];
+	return NULL;
+}
