@@ -64,6 +64,12 @@ struct kc_xfer {
 	size_t len, cap, max;
 	const atomic_int *cancel;
 	int cancelled;
+	/* curl's LOW_SPEED_* averages over a window of seconds, so "no byte
+	 * for N s" would fire only after N + 5 s; we time it ourselves. */
+	int64_t stall_ns;            /* 0: no stall check */
+	int64_t last_rx_ns;          /* when the body last grew */
+	curl_off_t last_dl;
+	int stalled;
 };
 
 static int64_t kc_now_ns(void)
@@ -305,7 +311,6 @@ static int kc_on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_o
 			  curl_off_t ulnow)
 {
 	(void)dltotal;
-	(void)dlnow;
 	(void)ultotal;
 	(void)ulnow;
 	struct kc_xfer *x = ud;
@@ -313,6 +318,26 @@ static int kc_on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_o
 		x->cancelled = 1;
 		return 1;
 	}
+	if (x->stall_ns > 0) {
+		int64_t now = kc_now_ns();
+		if (dlnow != x->last_dl || x->last_rx_ns == 0) {
+			x->last_dl = dlnow;
+			x->last_rx_ns = now;
+		} else if (now - x->last_rx_ns >= x->stall_ns) {
+			x->stalled = 1;
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* Append a header line; on failure x->headers is left as it was. */
+static int kc_add_line(struct kc_xfer *x, const char *line)
+{
+	struct curl_slist *l = curl_slist_append(x->headers, line);
+	if (!l)
+		return -1;
+	x->headers = l;
 	return 0;
 }
 
@@ -323,12 +348,9 @@ static int kc_add_header(struct kc_xfer *x, const char *name, const char *value)
 	if (!line)
 		return -1;
 	snprintf(line, n, "%s: %s", name, value);
-	struct curl_slist *l = curl_slist_append(x->headers, line);
+	int rc = kc_add_line(x, line);
 	free(line);
-	if (!l)
-		return -1;
-	x->headers = l;
-	return 0;
+	return rc;
 }
 
 static void kc_xfer_cleanup(struct kube_client *c, struct kc_xfer *x)
@@ -341,8 +363,8 @@ static void kc_xfer_cleanup(struct kube_client *c, struct kc_xfer *x)
 	memset(x, 0, sizeof(*x));
 }
 
-/* Configure x->h for one request. stall_s > 0 sets a low-speed abort,
- * timeout_ms > 0 a total limit. */
+/* Configure x->h for one request. stall_s > 0 aborts when the body does
+ * not grow for that long, timeout_ms > 0 sets a total limit. */
 static int kc_setup(struct kube_client *c, struct kc_xfer *x, const char *method, const char *path,
 		    const char *content_type, const char *body, size_t body_len, long timeout_ms,
 		    long stall_s, struct kerr *e)
@@ -366,7 +388,7 @@ static int kc_setup(struct kube_client *c, struct kc_xfer *x, const char *method
 		return rc;
 	int hfail = kc_add_header(x, "Accept", KUBE_CONTENT_JSON) != 0 ||
 		    /* No "Expect: 100-continue" round trip before bodies over 1 KiB. */
-		    !(x->headers = curl_slist_append(x->headers, "Expect:"));
+		    kc_add_line(x, "Expect:") != 0;
 	if (!hfail && (body || !get))
 		hfail = kc_add_header(x, "Content-Type", content_type ? content_type : KUBE_CONTENT_JSON) != 0;
 	if (!hfail && token) {
@@ -376,15 +398,10 @@ static int kc_setup(struct kube_client *c, struct kc_xfer *x, const char *method
 		if (bearer) {
 			snprintf(bearer, tl, "Bearer %s", token);
 			hfail = kc_add_header(x, "Authorization", bearer) != 0;
-			/* The header holds a credential: do not leave copies around. */
-			memset(bearer, 0, tl);
 			free(bearer);
 		}
 	}
-	if (token) {
-		memset(token, 0, strlen(token));
-		free(token);
-	}
+	free(token);
 	if (hfail)
 		return kerr_set(e, KERR_NOMEM, "kube client: out of memory");
 
@@ -410,11 +427,9 @@ static int kc_setup(struct kube_client *c, struct kc_xfer *x, const char *method
 	KC_SET(CURLOPT_TCP_KEEPINTVL, 15L);
 	KC_SET(CURLOPT_WRITEFUNCTION, kc_on_write);
 	KC_SET(CURLOPT_WRITEDATA, x);
-	if (stall_s > 0) {
-		KC_SET(CURLOPT_LOW_SPEED_LIMIT, 1L);
-		KC_SET(CURLOPT_LOW_SPEED_TIME, stall_s);
-	}
-	if (x->cancel) {
+	x->stall_ns = stall_s > 0 ? (int64_t)stall_s * 1000000000 : 0;
+	if (x->cancel || x->stall_ns > 0) {
+		/* Called at least about once a second even when no data flows. */
 		KC_SET(CURLOPT_XFERINFOFUNCTION, kc_on_progress);
 		KC_SET(CURLOPT_XFERINFODATA, x);
 		KC_SET(CURLOPT_NOPROGRESS, 0L);
@@ -497,6 +512,9 @@ static int kc_transport_error(struct kube_client *c, struct kc_xfer *x, CURLcode
 					kerr_strerror(x->cb_rc < 0 ? x->cb_rc : KERR_CLOSED));
 		return kerr_set(e, KERR_NOMEM, "%s %s: out of memory buffering the response", method, x->url);
 	case CURLE_ABORTED_BY_CALLBACK:
+		if (x->stalled)
+			return kerr_set(e, KERR_TIMEOUT, "%s %s: stream stalled, no data for %lld s; the connection is probably dead, reconnect",
+					method, x->url, (long long)(x->stall_ns / 1000000000));
 		return kerr_set(e, KERR_CLOSED, "%s %s: cancelled", method, x->url);
 	case CURLE_OUT_OF_MEMORY:
 		return kerr_set(e, KERR_NOMEM, "%s %s: out of memory in libcurl", method, x->url);
@@ -506,9 +524,6 @@ static int kc_transport_error(struct kube_client *c, struct kc_xfer *x, CURLcode
 		return kerr_set(e, KERR_CONNECT, "%s %s: cannot connect: %s; is the apiserver running, and is the server right in %s? (check KUBECONFIG)",
 				method, x->url, why, c->origin);
 	case CURLE_OPERATION_TIMEDOUT:
-		if (strstr(why, "too slow"))
-			return kerr_set(e, KERR_TIMEOUT, "%s %s: stream stalled, no data received: %s; the connection is probably dead, reconnect",
-					method, x->url, why);
 		return kerr_set(e, KERR_TIMEOUT, "%s %s: timed out: %s; is the apiserver overloaded or unreachable?",
 				method, x->url, why);
 	case CURLE_URL_MALFORMAT:
@@ -520,6 +535,12 @@ static int kc_transport_error(struct kube_client *c, struct kc_xfer *x, CURLcode
 		 * alert on the first read, after the handshake "succeeded". */
 		if (strstr(why, "alert") || strstr(why, "certificate"))
 			return kerr_set(e, KERR_TLS, "%s %s: the server rejected the TLS connection: %s; check client-certificate and client-key in %s",
+					method, x->url, why, c->origin);
+		/* Sometimes the server's close beats our first write and the
+		 * alert is never read: say what it may be without claiming it. */
+		long fresh = 0;
+		if (x->status == 0 && curl_easy_getinfo(x->h, CURLINFO_NUM_CONNECTS, &fresh) == CURLE_OK && fresh > 0)
+			return kerr_set(e, KERR_CONNECT, "%s %s: the server closed a new connection before answering: %s; if it requires a client certificate, check client-certificate and client-key in %s, otherwise retry",
 					method, x->url, why, c->origin);
 		return kerr_set(e, KERR_CONNECT, "%s %s: connection lost: %s; retry", method, x->url, why);
 	case CURLE_GOT_NOTHING:
