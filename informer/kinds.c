@@ -57,11 +57,6 @@ void kd_fail(struct kdecode *d, int code, const char *fmt, ...)
 	va_end(ap);
 }
 
-int kd_failed(const struct kdecode *d)
-{
-	return d->err.code != 0;
-}
-
 void *kd_alloc(struct kdecode *d, size_t size)
 {
 	size = kd_round(size ? size : 1);
@@ -133,7 +128,7 @@ void *kd_vec_at(struct kdecode *d, struct kvec *v, size_t i, size_t elsize)
 	return (char *)v->items + i * elsize;
 }
 
-void *kd_vec_push(struct kdecode *d, struct kvec *v, size_t elsize)
+static void *kd_vec_push(struct kdecode *d, struct kvec *v, size_t elsize)
 {
 	return kd_vec_at(d, v, v->n, elsize);
 }
@@ -320,7 +315,7 @@ static int64_t kdays_from_civil(int64_t y, int m, int d)
 	return era * 146097 + doe - 719468;
 }
 
-int kparse_rfc3339(const char *s, size_t len, int64_t *out)
+static int kparse_rfc3339(const char *s, size_t len, int64_t *out)
 {
 	/* YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM) */
 	int y, mo, d, h, mi, sec, oh = 0, om = 0;

@@ -29,8 +29,6 @@ void *kd_alloc(struct kdecode *d, size_t size);
 char *kd_strdup(struct kdecode *d, const char *s, size_t len);
 /* Record the first problem of this object (printf-style message). */
 void kd_fail(struct kdecode *d, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-/* 1 once a problem is recorded: later events are skipped. */
-int kd_failed(const struct kdecode *d);
 
 /* A growable array of elsize-byte elements in the scratch arena. */
 struct kvec {
@@ -40,8 +38,6 @@ struct kvec {
 /* Element i, growing the array with zeroed elements up to it; NULL when out
  * of memory (recorded). */
 void *kd_vec_at(struct kdecode *d, struct kvec *v, size_t i, size_t elsize);
-/* Append a zeroed element. */
-void *kd_vec_push(struct kdecode *d, struct kvec *v, size_t elsize);
 
 /* ---- paths ---- */
 
@@ -77,7 +73,6 @@ const char *kd_path_text(struct kdecode *d, const struct json_path *p);
 int kparse_int(enum json_type type, const char *s, size_t len, int64_t *out);
 enum kcond kparse_cond(const char *s, size_t len);
 enum keffect kparse_effect(const char *s, size_t len);
-int kparse_rfc3339(const char *s, size_t len, int64_t *out);
 /* s[0..len) equals the NUL-terminated word. */
 int kstr_eq(const char *s, size_t len, const char *word);
 
