@@ -49,7 +49,9 @@ def test_deployment_runs_and_reports_usage(namespace):
         return len(lines) == 3 and lines
     rows = wait_until(top, 90, interval=2, what="kubectl top pod to report 3 pods")
     for name, cpu, mem in rows:
-        assert cpu == "150m", (name, cpu)
+        # CPU is a rate metrics-server derives from two cumulative samples, so
+        # scrape timing moves it by a millicore or two; memory is a gauge.
+        assert cpu.endswith("m") and abs(int(cpu[:-1]) - 150) <= 3, (name, cpu)
         assert mem == "64Mi", (name, mem)
 
 
