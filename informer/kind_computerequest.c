@@ -16,7 +16,9 @@ struct cr_state {
 	int64_t replicas;
 	int has_autoscaling;
 	int64_t min_replicas, max_replicas, target_cpu_percent, target_memory_percent;
-	int64_t observed_generation;
+	int64_t observed_generation, status_replicas, ready_replicas;
+	struct klabels pod_annotations;
+	struct kvec conditions; /* of struct kcondition_scratch */
 	const char *validation_error; /* first problem in the spec */
 };
 
@@ -90,6 +92,7 @@ static void cr_value(struct kdecode *d, void *state, const struct json_path *p,
 {
 	struct cr_state *b = state;
 	struct json_path r;
+	size_t idx[1];
 	if (kpath_prefix(p, "spec.autoscaling", NULL, &r)) {
 		b->has_autoscaling = 1;
 		if (r.depth == 0 && type != JSON_OBJECT)
@@ -122,6 +125,17 @@ static void cr_value(struct kdecode *d, void *state, const struct json_path *p,
 		kd_int(d, p, type, s, len, &b->observed_generation);
 	} else if (kpath_match(p, "status.phase", NULL)) {
 		kd_string(d, p, type, s, len, &b->phase);
+	} else if (kpath_match(p, "spec.podAnnotations.*", NULL)) {
+		if (type == JSON_STRING)
+			kd_label(d, &b->pod_annotations, p, type, s, len);
+		else
+			cr_invalid(d, b, "%s must be a string", kd_path_text(d, p));
+	} else if (kpath_match(p, "status.replicas", NULL)) {
+		kd_int(d, p, type, s, len, &b->status_replicas);
+	} else if (kpath_match(p, "status.readyReplicas", NULL)) {
+		kd_int(d, p, type, s, len, &b->ready_replicas);
+	} else if (kpath_prefix(p, "status.conditions.#", idx, &r)) {
+		kd_condition(d, &b->conditions, idx[0], &r, p, type, s, len);
 	}
 }
 
@@ -147,6 +161,12 @@ static struct kobj *cr_end(struct kdecode *d, void *state, struct kalloc *a)
 	o->target_memory_percent = b->target_memory_percent;
 	o->observed_generation = b->observed_generation;
 	o->phase = ka_str(a, b->phase);
+	o->status_replicas = b->status_replicas;
+	o->ready_replicas = b->ready_replicas;
+	o->pod_annotations = ka_labels(a, &b->pod_annotations, &o->npod_annotations);
+	o->conditions = ka_conditions(a, &b->conditions, &o->nconditions);
+	if (b->conditions.n && !o->conditions)
+		return NULL;
 	o->validation_error = ka_str(a, b->validation_error);
 	return &o->meta;
 }

@@ -3,11 +3,6 @@
 
 #include "kinds_internal.h"
 
-struct deployment_condition {
-	const char *type, *reason, *message;
-	uint8_t status;
-};
-
 struct deployment_quantity {
 	const char *raw;
 	int64_t value;
@@ -17,10 +12,11 @@ struct deployment_state {
 	int64_t replicas;
 	const char *scheduler_name;
 	struct klabels template_labels;
+	struct klabels template_annotations;
 	const char *container_name, *container_image;
 	struct deployment_quantity cpu_request, memory_request, cpu_limit, memory_limit;
 	int64_t status_replicas, ready_replicas, available_replicas, updated_replicas, observed_generation;
-	struct kvec conditions; /* of struct deployment_condition */
+	struct kvec conditions; /* of struct kcondition_scratch */
 };
 
 static void deployment_begin(void *state)
@@ -61,12 +57,13 @@ static void deployment_value(struct kdecode *d, void *state, const struct json_p
 	struct deployment_state *b = state;
 	struct json_path r;
 	size_t idx[1];
-	const char *word;
 	if (kpath_prefix(p, "spec.template.spec.containers.#", idx, &r)) {
 		if (idx[0] == 0)
 			deployment_container(d, b, p, &r, type, s, len);
 	} else if (kpath_match(p, "spec.template.metadata.labels.*", NULL)) {
 		kd_label(d, &b->template_labels, p, type, s, len);
+	} else if (kpath_match(p, "spec.template.metadata.annotations.*", NULL)) {
+		kd_label(d, &b->template_annotations, p, type, s, len);
 	} else if (kpath_match(p, "spec.template.spec.schedulerName", NULL)) {
 		kd_string(d, p, type, s, len, &b->scheduler_name);
 	} else if (kpath_match(p, "spec.replicas", NULL)) {
@@ -82,17 +79,7 @@ static void deployment_value(struct kdecode *d, void *state, const struct json_p
 	} else if (kpath_match(p, "status.observedGeneration", NULL)) {
 		kd_int(d, p, type, s, len, &b->observed_generation);
 	} else if (kpath_prefix(p, "status.conditions.#", idx, &r)) {
-		struct deployment_condition *c = kd_vec_at(d, &b->conditions, idx[0], sizeof(*c));
-		if (!c || r.depth != 1)
-			return;
-		if (json_seg_is(&r.seg[0], "type"))
-			kd_string(d, p, type, s, len, &c->type);
-		else if (json_seg_is(&r.seg[0], "reason"))
-			kd_string(d, p, type, s, len, &c->reason);
-		else if (json_seg_is(&r.seg[0], "message"))
-			kd_string(d, p, type, s, len, &c->message);
-		else if (json_seg_is(&r.seg[0], "status") && kd_string(d, p, type, s, len, &word) == 0)
-			c->status = (uint8_t)kparse_cond(s, len);
+		kd_condition(d, &b->conditions, idx[0], &r, p, type, s, len);
 	}
 }
 
@@ -113,6 +100,7 @@ static struct kobj *deployment_end(struct kdecode *d, void *state, struct kalloc
 	o->replicas = b->replicas;
 	o->scheduler_name = ka_str(a, b->scheduler_name);
 	o->template_labels = ka_labels(a, &b->template_labels, &o->ntemplate_labels);
+	o->template_annotations = ka_labels(a, &b->template_annotations, &o->ntemplate_annotations);
 	o->container_name = ka_str(a, b->container_name);
 	o->container_image = ka_str(a, b->container_image);
 	deployment_layout_quantity(a, &o->cpu_request, &b->cpu_request);
@@ -125,19 +113,9 @@ static struct kobj *deployment_end(struct kdecode *d, void *state, struct kalloc
 	o->updated_replicas = b->updated_replicas;
 	o->observed_generation = b->observed_generation;
 
-	size_t n = b->conditions.n < KDEPLOYMENT_MAX_CONDITIONS ? b->conditions.n : KDEPLOYMENT_MAX_CONDITIONS;
-	const struct deployment_condition *src = b->conditions.items;
-	struct kcondition *c = ka_alloc(a, n * sizeof(*c));
-	if (n && !c)
+	o->conditions = ka_conditions(a, &b->conditions, &o->nconditions);
+	if (b->conditions.n && !o->conditions)
 		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		c[i].type = ka_str(a, src[i].type);
-		c[i].reason = ka_str(a, src[i].reason);
-		c[i].message = ka_str(a, src[i].message);
-		c[i].status = src[i].status;
-	}
-	o->conditions = c;
-	o->nconditions = n;
 	return &o->meta;
 }
 

@@ -398,6 +398,25 @@ void kd_label(struct kdecode *d, struct klabels *l, const struct json_path *p,
 	lab->value = value;
 }
 
+void kd_condition(struct kdecode *d, struct kvec *conditions, size_t idx, const struct json_path *r,
+                  const struct json_path *p, enum json_type type, const char *s, size_t len)
+{
+	struct kcondition_scratch *c = kd_vec_at(d, conditions, idx, sizeof(*c));
+	const char *word;
+	if (!c || r->depth != 1)
+		return;
+	if (json_seg_is(&r->seg[0], "type"))
+		kd_string(d, p, type, s, len, &c->type);
+	else if (json_seg_is(&r->seg[0], "reason"))
+		kd_string(d, p, type, s, len, &c->reason);
+	else if (json_seg_is(&r->seg[0], "message"))
+		kd_string(d, p, type, s, len, &c->message);
+	else if (json_seg_is(&r->seg[0], "lastTransitionTime"))
+		kd_string(d, p, type, s, len, &c->last_transition);
+	else if (json_seg_is(&r->seg[0], "status") && kd_string(d, p, type, s, len, &word) == 0)
+		c->status = (uint8_t)kparse_cond(s, len);
+}
+
 /* ---- metadata ---- */
 
 static void kmeta_value(struct kdecode *d, const struct json_path *p, enum json_type type,
@@ -610,6 +629,27 @@ const struct kobj_label *ka_labels(struct kalloc *a, struct klabels *l, size_t *
 	}
 	*n = l->v.n;
 	return dst;
+}
+
+const struct kcondition *ka_conditions(struct kalloc *a, struct kvec *conditions, size_t *n)
+{
+	size_t count = conditions->n < KCONDITIONS_MAX ? conditions->n : KCONDITIONS_MAX;
+	const struct kcondition_scratch *src = conditions->items;
+	*n = 0;
+	if (count == 0)
+		return NULL;
+	struct kcondition *c = ka_alloc(a, count * sizeof(*c));
+	if (!c)
+		return NULL;
+	for (size_t i = 0; i < count; i++) {
+		c[i].type = ka_str(a, src[i].type);
+		c[i].reason = ka_str(a, src[i].reason);
+		c[i].message = ka_str(a, src[i].message);
+		c[i].last_transition = ka_str(a, src[i].last_transition);
+		c[i].status = src[i].status;
+	}
+	*n = count;
+	return c;
 }
 
 void *ka_object(struct kalloc *a, size_t size)

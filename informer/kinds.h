@@ -204,14 +204,15 @@ struct knamespace {
 
 /* ---- Deployment (apps/v1) ---------------------------------------------- */
 
-#define KDEPLOYMENT_MAX_CONDITIONS 4 /* further conditions are dropped */
-
 struct kcondition {
 	const char *type;
 	const char *reason;
 	const char *message;
+	const char *last_transition; /* lastTransitionTime as written (RFC 3339); "" when absent */
 	uint8_t status;     /* enum kcond */
 };
+
+#define KCONDITIONS_MAX 4 /* conditions kept per object; further ones are dropped */
 
 /* A resource value as written and as parsed. */
 struct kquantity {
@@ -225,6 +226,8 @@ struct kdeployment {
 	const char *scheduler_name;     /* spec.template.spec.schedulerName; "" when absent */
 	size_t ntemplate_labels;
 	const struct kobj_label *template_labels; /* spec.template.metadata.labels, sorted */
+	size_t ntemplate_annotations;
+	const struct kobj_label *template_annotations; /* spec.template.metadata.annotations, sorted */
 	/* The first container of the template. */
 	const char *container_name;
 	const char *container_image;
@@ -272,8 +275,14 @@ struct kcomputerequest {
 	int64_t max_replicas;
 	int64_t target_cpu_percent;
 	int64_t target_memory_percent;
+	size_t npod_annotations;
+	const struct kobj_label *pod_annotations; /* spec.podAnnotations, sorted: copied to the pods */
 	int64_t observed_generation;/* status.observedGeneration; 0 when absent */
 	const char *phase;          /* status.phase; "" when absent */
+	int64_t status_replicas;    /* status.replicas; 0 when absent */
+	int64_t ready_replicas;     /* status.readyReplicas; 0 when absent */
+	size_t nconditions;
+	const struct kcondition *conditions; /* status.conditions, at most KCONDITIONS_MAX */
 	/* Spec values are written by users, so a bad one (cpu "lots", replicas
 	 * "3") does not fail the decode: the first problem is described here for
 	 * the operator to put on the object's status, and the value reads as

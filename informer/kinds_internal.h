@@ -83,6 +83,16 @@ struct klabels {
 void kd_label(struct kdecode *d, struct klabels *l, const struct json_path *p,
               enum json_type type, const char *s, size_t len);
 
+/* One status.conditions[] entry being collected. */
+struct kcondition_scratch {
+	const char *type, *reason, *message, *last_transition;
+	uint8_t status;
+};
+/* Fold the event at p into conditions[idx] (a kvec of struct
+ * kcondition_scratch); r is p relative to that entry. */
+void kd_condition(struct kdecode *d, struct kvec *conditions, size_t idx, const struct json_path *r,
+                  const struct json_path *p, enum json_type type, const char *s, size_t len);
+
 /* ---- layout ---- */
 
 struct kalloc {
@@ -104,6 +114,8 @@ const struct kobj_label *ka_labels(struct kalloc *a, struct klabels *l, size_t *
 /* Allocate the kind struct (size bytes, starting with struct kobj) and fill
  * in the common metadata. NULL when out of scratch while sizing. */
 void *ka_object(struct kalloc *a, size_t size);
+/* The first KCONDITIONS_MAX collected conditions copied into the block. */
+const struct kcondition *ka_conditions(struct kalloc *a, struct kvec *conditions, size_t *n);
 
 void kind_destroy_block(struct kobj *o);
 

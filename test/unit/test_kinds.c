@@ -272,6 +272,8 @@ static void decodes_deployment(void **state)
 	assert_int_equal(d->ntemplate_labels, 2);
 	assert_string_equal(d->template_labels[0].key, "app");
 	assert_string_equal(d->template_labels[1].value, "acme");
+	assert_int_equal(d->ntemplate_annotations, 1);
+	assert_string_equal(d->template_annotations[0].value, "100m");
 	assert_string_equal(d->container_name, "web");
 	assert_string_equal(d->container_image, "registry.example.com/acme/web:1.4.2");
 	assert_string_equal(d->cpu_request.raw, "250m");
@@ -287,7 +289,7 @@ static void decodes_deployment(void **state)
 	assert_int_equal(d->available_replicas, 2);
 	assert_int_equal(d->updated_replicas, 3);
 	assert_int_equal(d->observed_generation, 4);
-	assert_int_equal(d->nconditions, KDEPLOYMENT_MAX_CONDITIONS);
+	assert_int_equal(d->nconditions, KCONDITIONS_MAX);
 	assert_string_equal(d->conditions[0].type, "Available");
 	assert_int_equal(d->conditions[0].status, KCOND_FALSE);
 	assert_string_equal(d->conditions[0].reason, "MinimumReplicasUnavailable");
@@ -354,6 +356,17 @@ static void decodes_computerequest(void **state)
 	assert_int_equal(c->target_memory_percent, 80);
 	assert_int_equal(c->observed_generation, 1);
 	assert_string_equal(c->phase, "Running");
+	assert_int_equal(c->status_replicas, 3);
+	assert_int_equal(c->ready_replicas, 2);
+	assert_int_equal(c->nconditions, 1);
+	assert_string_equal(c->conditions[0].type, "Ready");
+	assert_int_equal(c->conditions[0].status, KCOND_TRUE);
+	assert_string_equal(c->conditions[0].reason, "AllReplicasReady");
+	assert_string_equal(c->conditions[0].last_transition, "2024-03-05T09:01:00Z");
+	assert_int_equal(c->npod_annotations, 2);
+	assert_string_equal(c->pod_annotations[0].key, "example.com/team");
+	assert_string_equal(c->pod_annotations[1].key, "kwok.x-k8s.io/usage-cpu");
+	assert_string_equal(c->pod_annotations[1].value, "150m");
 	assert_string_equal(c->validation_error, "");
 	kobj_unref(o);
 }
