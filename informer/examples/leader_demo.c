@@ -14,7 +14,8 @@
  *
  * SIGTERM or SIGINT stops the election and releases the lease, so another
  * replica takes over at once; SIGKILL leaves it to expire. Logs go to stderr,
- * one JSON object a line. The integration tests run two or three of these.
+ * one JSON object a line with the same "t". The integration tests run two or
+ * three of these.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -82,8 +83,11 @@ static void on_log(void *arg, enum informer_log_level level, const char *kind, c
 	static const char *const names[] = {"debug", "info", "warn", "error"};
 	if (level == INFORMER_LOG_DEBUG)
 		return;
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
 	flockfile(stderr);
-	fprintf(stderr, "{\"level\":\"%s\",\"kind\":\"%s\",\"msg\":", names[level], kind);
+	fprintf(stderr, "{\"t\":%lld.%06ld,\"level\":\"%s\",\"kind\":\"%s\",\"msg\":", (long long)ts.tv_sec,
+		ts.tv_nsec / 1000, names[level], kind);
 	put_json_string(stderr, msg);
 	fprintf(stderr, "}\n");
 	funlockfile(stderr);

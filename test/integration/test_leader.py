@@ -62,6 +62,12 @@ class Demo:
         with self.lock:
             return "\n".join(self.stderr_lines)
 
+    def logs(self):
+        """The stderr lines that are JSON log records."""
+        with self.lock:
+            lines = list(self.stderr_lines)
+        return [json.loads(ln) for ln in lines if ln.startswith("{")]
+
     def kill9(self):
         self.killed_at = time.time()
         self.proc.send_signal(signal.SIGKILL)
@@ -226,3 +232,56 @@ def test_forbidden_names_the_rbac_needed_then_recovers(namespace, build_dir, dem
     assert "requests succeed again" in d.stderr()
     assert d.terminate() == 0
     assert lease_spec(namespace)["holderIdentity"] == ""
+
+
+def _cluster_run_dir():
+    """The hack/cluster run dir of the cluster under test (its admin kubeconfig lives there)."""
+    run_dir = os.environ.get("NIMBUS_CLUSTER_RUN_DIR") or os.path.dirname(os.environ.get("KUBECONFIG", ""))
+    if not os.path.exists(os.path.join(run_dir, "pids", "kube-apiserver.cmd")):
+        pytest.skip("needs a cluster started by hack/cluster (NIMBUS_CLUSTER_RUN_DIR) to stop its apiserver")
+    return run_dir
+
+
+def _hack_cluster(*args):
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    subprocess.run([os.path.join(root, "hack", "cluster"), *args], check=True, timeout=180)
+
+
+def test_steps_down_when_renewals_fail_for_the_renew_deadline(namespace, build_dir, demos):
+    run_dir = _cluster_run_dir()
+    d = Demo(build_dir, namespace, "replica-solo")
+    demos.append(d)
+    wait_until(lambda: d.first("started_leading"), 15, interval=0.1, what="the only replica to lead")
+    time.sleep(1)
+
+    # With the apiserver gone every renewal fails; the term must end once the
+    # renew deadline has passed since the last success, before the lease
+    # expires for anyone else.
+    stopping = time.time()
+    _hack_cluster("stop", "kube-apiserver", "--run-dir", run_dir)
+    down = time.time()
+    try:
+        stopped = wait_until(lambda: d.first("stopped_leading"), RENEW_S + 10, interval=0.1,
+                             what="the leader to step down")
+    finally:
+        _hack_cluster("start", "kube-apiserver", "--run-dir", run_dir)
+    # The apiserver may serve for a while after SIGTERM, so the outage starts
+    # at the first failed renewal (logged once at WARN); the last success was
+    # at most one retry period before it.
+    first_failure = next(r["t"] for r in d.logs() if r["t"] >= stopping and r["level"] == "warn")
+    assert first_failure <= down
+    assert first_failure + RENEW_S - RETRY_MAX_S - 0.25 <= stopped["t"] <= first_failure + RENEW_S + SLACK_S, \
+        (first_failure, stopped["t"])
+    # leader_is_leader() turned false at the deadline, before the callback came.
+    last_act = max(e["t"] for e in d.of("acting") if e["t"] <= stopped["t"])
+    assert stopped["t"] - RETRY_MAX_S - SLACK_S <= last_act <= stopped["t"]
+    assert "the renew deadline" in d.stderr()
+    assert d.proc.poll() is None, "a failed renewal must not end the process"
+
+    # Back as a candidate: the lease still names it, so it leads again at once
+    # once the apiserver answers, without counting a transition.
+    wait_until(lambda: len(d.of("started_leading")) == 2, 30, interval=0.2, what="leading again")
+    assert_never_both_leading([d])
+    spec = lease_spec(namespace)
+    assert spec["holderIdentity"] == "replica-solo" and spec["leaseTransitions"] == 0
+    assert d.terminate() == 0
