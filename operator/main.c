@@ -1,0 +1,264 @@
+/*
+ * nimbus-operator: informers, reconcilers and the servers of Nimbus.
+ *
+ * Start-up: flags and env (config.h) → kube client → informers (watch-based
+ * caches) → wait for their first LIST → reconcilers on workqueues (only on
+ * the leader when --leader-elect) → wait for SIGTERM/SIGINT → drain: stop
+ * taking keys, finish in-flight reconciles, stop the watches, release the
+ * lease. Every line on stderr is one JSON object (log.h).
+ */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "controller.h"
+#include "informer.h"
+#include "kinds.h"
+#include "kube_client.h"
+#include "kubeconfig.h"
+#include "leader.h"
+#include "log.h"
+#include "metrics.h"
+#include "workload.h"
+
+extern char **environ;
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig) { stop_signal = sig; }
+
+/* Informer log lines go through the operator's structured log. */
+static void informer_log(void *arg, enum informer_log_level level, const char *kind, const char *msg)
+{
+	(void)arg;
+	static const enum log_level map[] = {LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_WARN, LOG_LEVEL_ERROR};
+	log_fields(map[level], "informer", msg, "kind", kind, NULL);
+}
+
+enum { INF_CR, INF_DEPLOY, INF_NS, INF_QUOTA, INF_COUNT };
+
+struct operator {
+	struct config cfg;
+	struct kube_client *client;
+	struct metrics_registry *metrics;
+	struct controller_metrics cmetrics;
+	struct informer *inf[INF_COUNT];
+	struct controller *workload;
+	struct workload_deps workload_deps;
+	struct leader *leader;
+	bool controllers_running;
+};
+
+static int new_informer(struct operator *op, int slot, const struct kind *k, const char *label_selector,
+			bool ns_index, struct kerr *e)
+{
+	struct informer_options o = {.label_selector = label_selector, .log = informer_log};
+	int rc = informer_new(&op->inf[slot], op->client, k, &o, e);
+	if (rc == 0 && ns_index)
+		rc = store_add_index(informer_store(op->inf[slot]), "namespace", store_index_namespace, NULL);
+	return rc;
+}
+
+static int build(struct operator *op, struct kerr *e)
+{
+	struct kube_config kc;
+	int rc = op->cfg.kubeconfig ? kubeconfig_load(&kc, op->cfg.kubeconfig, NULL, e)
+				    : kubeconfig_load_default(&kc, NULL, e);
+	if (rc < 0)
+		return rc;
+	struct kube_client_options co = {.user_agent = "nimbus-operator/0.1.0"};
+	rc = kube_client_new(&op->client, &kc, &co, e);
+	log_info("main", "kubernetes client ready", "server", kc.server, "config", kc.origin ? kc.origin : "", NULL);
+	kube_config_free(&kc);
+	if (rc < 0)
+		return rc;
+	if ((rc = metrics_registry_new(&op->metrics, e)) < 0 ||
+	    (rc = controller_metrics_register(op->metrics, &op->cmetrics, e)) < 0)
+		return rc;
+
+	/* Deployments are cached only when Nimbus manages them: a cluster's
+	 * other Deployments are none of its business and would cost memory. */
+	if ((rc = new_informer(op, INF_CR, &kind_computerequest, NULL, true, e)) < 0 ||
+	    (rc = new_informer(op, INF_DEPLOY, &kind_deployment, "app.kubernetes.io/managed-by=nimbus", false, e)) < 0 ||
+	    (rc = new_informer(op, INF_NS, &kind_namespace, NULL, false, e)) < 0 ||
+	    (rc = new_informer(op, INF_QUOTA, &kind_resourcequota, NULL, true, e)) < 0)
+		return rc;
+
+	if (op->cfg.controllers & CONFIG_CTRL_WORKLOAD) {
+		struct workload_deps *d = &op->workload_deps;
+		*d = (struct workload_deps){op->client, op->inf[INF_CR], op->inf[INF_DEPLOY], op->inf[INF_NS],
+					    op->inf[INF_QUOTA], NULL};
+		struct controller_options o = {"workload", op->cfg.workers, workload_reconcile, d, &op->cmetrics};
+		if ((rc = controller_new(&op->workload, &o, e)) < 0)
+			return rc;
+		d->controller = op->workload;
+		struct informer_handlers own = controller_handlers(op->workload);
+		struct informer_handlers deps = workload_deployment_handlers(d);
+		struct informer_handlers nss = workload_namespace_handlers(d);
+		if (informer_add_handlers(op->inf[INF_CR], &own) < 0 || informer_add_handlers(op->inf[INF_DEPLOY], &deps) < 0 ||
+		    informer_add_handlers(op->inf[INF_NS], &nss) < 0 || informer_add_handlers(op->inf[INF_QUOTA], &nss) < 0)
+			return kerr_set(e, KERR_INVAL, "too many informer handlers");
+	}
+	return 0;
+}
+
+/* The CRD is applied by the user (kubectl apply -f crds/) or the Helm chart;
+ * without it the ComputeRequest informer can only retry, so say so. */
+static void check_crd(struct operator *op)
+{
+	struct kube_response r;
+	struct kerr e = {0};
+	int rc = kube_client_request(op->client, "GET", "/apis/nimbus.io/v1", NULL, NULL, 0, &r, &e);
+	kube_response_free(&r);
+	if (rc == KERR_NOT_FOUND)
+		log_error("main", "the ComputeRequest CRD is not installed; apply crds/computerequest.yaml "
+				  "(kubectl apply -f crds/) — workloads wait until it exists", NULL);
+	else if (rc < 0)
+		log_warn("main", "cannot check for the ComputeRequest CRD", "error", e.message, NULL);
+}
+
+static int start_controllers(struct operator *op, struct kerr *e)
+{
+	if (op->controllers_running)
+		return 0;
+	if (op->workload && controller_start(op->workload, e) < 0)
+		return e->code;
+	op->controllers_running = true;
+	log_info("main", "reconcilers started", NULL);
+	return 0;
+}
+
+static void on_started_leading(void *arg)
+{
+	(void)arg;
+	log_info("main", "became the leader", NULL);
+}
+
+static void on_stopped_leading(void *arg)
+{
+	(void)arg;
+	log_warn("main", "lost the leader lease", NULL);
+}
+
+static int start_leader(struct operator *op, struct kerr *e)
+{
+	char identity[256];
+	const char *pod = getenv("POD_NAME");
+	if (pod && *pod) {
+		snprintf(identity, sizeof(identity), "%s", pod);
+	} else {
+		char host[200] = "nimbus";
+		gethostname(host, sizeof(host) - 1);
+		snprintf(identity, sizeof(identity), "%s-%ld", host, (long)getpid());
+	}
+	struct leader_options lo = {
+		.namespace = op->cfg.leader_election_namespace,
+		.name = op->cfg.leader_election_id,
+		.identity = identity,
+		.on_started_leading = on_started_leading,
+		.on_stopped_leading = on_stopped_leading,
+		.log = informer_log,
+	};
+	int rc = leader_new(&op->leader, op->client, &lo, e);
+	return rc < 0 ? rc : leader_start(op->leader, e);
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR && !stop_signal)
+		;
+}
+
+static int run(struct operator *op)
+{
+	struct kerr e = {0};
+	if (build(op, &e) < 0) {
+		log_error("main", "cannot start", "error", e.message, "code", kerr_name(e.code), NULL);
+		return 1;
+	}
+	check_crd(op);
+	for (int i = 0; i < INF_COUNT; i++) {
+		if (informer_start(op->inf[i], &e) < 0) {
+			log_error("main", "cannot start an informer", "error", e.message, NULL);
+			return 1;
+		}
+	}
+	for (int i = 0; i < INF_COUNT && !stop_signal; i++) {
+		while (!stop_signal && informer_wait_synced(op->inf[i], 1000) == KERR_TIMEOUT)
+			;
+		log_info("main", "cache synced", "kind", informer_kind(op->inf[i])->name, NULL);
+	}
+	if (op->cfg.leader_elect && start_leader(op, &e) < 0) {
+		log_error("main", "cannot start leader election", "error", e.message, NULL);
+		return 1;
+	}
+	int status = 0;
+	while (!stop_signal) {
+		bool lead = !op->leader || leader_is_leader(op->leader);
+		if (lead && !op->controllers_running && start_controllers(op, &e) < 0) {
+			log_error("main", "cannot start the reconcilers", "error", e.message, NULL);
+			status = 1;
+			break;
+		}
+		if (!lead && op->controllers_running) {
+			/* Another replica may act from now on: stop at once, and let
+			 * the restart come back as a clean follower. */
+			log_error("main", "leadership lost while reconciling; exiting so that only the new leader acts", NULL);
+			status = 1;
+			break;
+		}
+		sleep_ms(200);
+	}
+	if (stop_signal)
+		log_info("main", "shutting down", "signal", stop_signal == SIGTERM ? "SIGTERM" : "SIGINT", NULL);
+	return status;
+}
+
+static void teardown(struct operator *op)
+{
+	controller_stop(op->workload);
+	for (int i = 0; i < INF_COUNT; i++)
+		informer_stop(op->inf[i]);
+	if (op->leader)
+		leader_stop(op->leader, true);
+	controller_free(op->workload);
+	for (int i = 0; i < INF_COUNT; i++)
+		informer_free(op->inf[i]);
+	leader_free(op->leader);
+	metrics_registry_free(op->metrics);
+	kube_client_free(op->client);
+	config_free(&op->cfg);
+}
+
+int main(int argc, char **argv)
+{
+	struct operator op = {0};
+	struct kerr e = {0};
+	if (config_load(&op.cfg, argc, argv, environ, &e) < 0) {
+		fprintf(stderr, "nimbus-operator: %s\nRun nimbus-operator --help for the flags.\n", e.message);
+		return 2;
+	}
+	if (op.cfg.help) {
+		config_usage(stdout);
+		config_free(&op.cfg);
+		return 0;
+	}
+	log_set_level(op.cfg.log_level);
+	struct sigaction sa = {0};
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	log_info("main", "nimbus-operator starting", NULL);
+	int status = run(&op);
+	teardown(&op);
+	log_info("main", "stopped", NULL);
+	return status;
+}
