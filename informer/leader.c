@@ -565,7 +565,7 @@ static int failure(struct leader *le, const char *doing, int rc, const struct ke
 		snprintf(hint, sizeof(hint),
 			 "; the account in use needs get, create and update on leases (apiGroup coordination.k8s.io) in namespace %s: grant them with a Role and RoleBinding",
 			 le->namespace);
-	else if (rc == KERR_NOT_FOUND)
+	else if (rc == KERR_NOT_FOUND) /* only a POST gets it: a PUT creates a missing Lease */
 		snprintf(hint, sizeof(hint), "; namespace %s must exist: create it or elect in another namespace",
 			 le->namespace);
 	else if (rc == KERR_INVALID)
@@ -647,7 +647,9 @@ static int try_acquire_or_renew(struct leader *le)
 	int rc;
 
 	/* Fast path: a leader renews the Lease as it last wrote it, without a
-	 * GET; a 409 means it changed since, so read it and decide again. */
+	 * GET; a 409 means it changed since, so read it and decide again. (A
+	 * deleted Lease is simply created again: Leases allow create on update,
+	 * and creation is atomic, so a candidate's POST then gets 409.) */
 	if (atomic_load(&le->leading) && le->last_body) {
 		leader_next_record(&le->observed, LEADER_RENEW, le->identity, le->lease_s, now_us, &want);
 		rc = put(le, &want, &ce);

@@ -285,3 +285,22 @@ def test_steps_down_when_renewals_fail_for_the_renew_deadline(namespace, build_d
     spec = lease_spec(namespace)
     assert spec["holderIdentity"] == "replica-solo" and spec["leaseTransitions"] == 0
     assert d.terminate() == 0
+
+
+def test_deleted_lease_is_created_again_by_the_leader(namespace, build_dir, demos):
+    d = Demo(build_dir, namespace, "replica-solo")
+    demos.append(d)
+    wait_until(lambda: d.first("started_leading"), 15, interval=0.1, what="the only replica to lead")
+    uid = kubectl_json("get", "lease", "nimbus-test", "-n", namespace)["metadata"]["uid"]
+    kubectl("delete", "lease", "nimbus-test", "-n", namespace)
+
+    def recreated():
+        out = kubectl("get", "lease", "nimbus-test", "-n", namespace, "-o", "json", check=False)
+        return out.returncode == 0 and json.loads(out.stdout)
+    lease = wait_until(lambda: (lambda x: x and x["metadata"]["uid"] != uid and x)(recreated()),
+                       RETRY_MAX_S * 4 + 5, interval=0.1, what="the lease to be created again")
+    assert lease["spec"]["holderIdentity"] == "replica-solo"
+    # The next renewal created it again (a PUT creates a missing Lease) within the term.
+    time.sleep(RENEW_S)
+    assert len(d.of("started_leading")) == 1 and not d.of("stopped_leading"), d.events
+    assert d.terminate() == 0
