@@ -51,3 +51,69 @@ def namespace():
 @pytest.fixture(scope="session")
 def build_dir():
     return os.environ["NIMBUS_BUILD_DIR"]
+
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+
+class Operator:
+    """A running nimbus-operator with its JSON log lines collected."""
+
+    def __init__(self, build_dir, log_path, *args):
+        self.log_path = log_path
+        self.args = args
+        self.build_dir = build_dir
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log = open(self.log_path, "a")
+        self.proc = subprocess.Popen([os.path.join(self.build_dir, "operator/nimbus-operator"), *self.args],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        wait_until(lambda: self.proc.poll() is not None or "reconcilers started" in self.text(), 60,
+                   what="nimbus-operator to start its reconcilers")
+        assert self.proc.poll() is None, f"nimbus-operator exited at start: {self.text()[-3000:]}"
+
+    def text(self):
+        with open(self.log_path) as f:
+            return f.read()
+
+    def lines(self):
+        out = []
+        for line in self.text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise AssertionError(f"nimbus-operator wrote a line that is not JSON: {line!r}")
+        return out
+
+    def stop(self, sig=None):
+        """SIGTERM (graceful: must exit 0) or another signal (e.g. SIGKILL)."""
+        import signal as _signal
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig or _signal.SIGTERM)
+            self.proc.wait(timeout=30)
+        self.log.close()
+        if sig is None:
+            assert self.proc.returncode == 0, f"nimbus-operator exited {self.proc.returncode}: {self.text()[-3000:]}"
+
+
+@pytest.fixture(scope="session")
+def crd():
+    kubectl("apply", "-f", os.path.join(ROOT, "crds/computerequest.yaml"))
+    kubectl("wait", "--for=condition=Established", "crd/computerequests.nimbus.io", "--timeout=60s")
+
+
+@pytest.fixture
+def operator(build_dir, tmp_path, crd):
+    """nimbus-operator with the given controllers; stopped (gracefully) after the test."""
+    started = []
+
+    def start(*args):
+        op = Operator(build_dir, str(tmp_path / f"operator-{len(started)}.log"), "--metrics-bind-address=0",
+                      "--health-probe-bind-address=0", "--api-bind-address=0", *args)
+        started.append(op)
+        return op
+    yield start
+    for op in started:
+        op.stop()
