@@ -43,7 +43,8 @@ struct leader {
 	char *last_body;                  /* the Lease as last read or written, the base of
 					   * the next PUT; owned, NULL before the first read */
 	char reported[LEADER_IDENTITY_MAX]; /* holder last passed to on_new_leader */
-	char last_failure[1024];          /* last failure logged at WARN, "" after a success */
+	char last_failure[128];           /* what failed last and how ("reading/-7/"), "" after a
+					   * success: a repeat goes to DEBUG */
 	uint64_t rng;
 };
 
@@ -557,7 +558,8 @@ static int call(struct leader *le, const char *method, const char *path, const c
 }
 
 /* Log a failed step with what to do about it; returns rc. The same failure
- * again (an apiserver that stays down) goes to DEBUG. */
+ * again (an apiserver that stays down) goes to DEBUG. "Same" is the step, the
+ * code and the apiserver's reason, not the text, which can carry timings. */
 static int failure(struct leader *le, const char *doing, int rc, const struct kerr *ce)
 {
 	char hint[320] = "";
@@ -570,12 +572,13 @@ static int failure(struct leader *le, const char *doing, int rc, const struct ke
 			 le->namespace);
 	else if (rc == KERR_INVALID)
 		snprintf(hint, sizeof(hint), "; check the lease name and the identity");
-	char msg[sizeof(le->last_failure)];
-	snprintf(msg, sizeof(msg), "lease %s/%s: %s failed: %s%s; retrying every %lld ms", le->namespace, le->name,
-		 doing, ce->message[0] ? ce->message : kerr_strerror(rc), hint, (long long)le->retry_ms);
-	bool again = strcmp(msg, le->last_failure) == 0;
-	logf_(le, again ? INFORMER_LOG_DEBUG : INFORMER_LOG_WARN, "%s", msg);
-	memcpy(le->last_failure, msg, sizeof(msg));
+	char key[sizeof(le->last_failure)];
+	snprintf(key, sizeof(key), "%s/%d/%s", doing, rc, ce->reason);
+	bool again = strcmp(key, le->last_failure) == 0;
+	logf_(le, again ? INFORMER_LOG_DEBUG : INFORMER_LOG_WARN, "lease %s/%s: %s failed: %s%s; retrying every %lld ms",
+	      le->namespace, le->name, doing, ce->message[0] ? ce->message : kerr_strerror(rc), hint,
+	      (long long)le->retry_ms);
+	memcpy(le->last_failure, key, sizeof(key));
 	return rc;
 }
 
