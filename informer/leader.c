@@ -565,7 +565,7 @@ static int failure(struct leader *le, const char *doing, int rc, const struct ke
 	char hint[320] = "";
 	if (rc == KERR_FORBIDDEN)
 		snprintf(hint, sizeof(hint),
-			 "; the account in use needs get, create and update on leases (apiGroup coordination.k8s.io) in namespace %s: grant them with a Role and RoleBinding",
+			 "; leader election needs get, create and update on leases (apiGroup coordination.k8s.io) in namespace %s",
 			 le->namespace);
 	else if (rc == KERR_NOT_FOUND) /* only a POST gets it: a PUT creates a missing Lease */
 		snprintf(hint, sizeof(hint), "; namespace %s must exist: create it or elect in another namespace",
@@ -797,12 +797,15 @@ static void lead(struct leader *le)
 }
 
 /* Give the lease up if it still names us, so the next leader need not wait
- * for it to expire. */
+ * for it to expire. As client-go, only when we last saw ourselves holding it:
+ * a replica that never led has nothing to give up. */
 static int release(struct leader *le)
 {
 	struct kerr ce = {0};
 	struct leader_record rec, rel;
 	char *resp = NULL, *body = NULL;
+	if (!le->have_observed || strcmp(le->observed.holder, le->identity) != 0)
+		return 0;
 	int rc = call(le, "GET", le->path, NULL, &resp, &ce);
 	if (rc == KERR_NOT_FOUND)
 		return 0;

@@ -31,8 +31,8 @@
  *   not call leader_stop() or leader_free() (that would join their own
  *   thread).
  * - leader_stop(le, true) ends the term (on_stopped_leading first), then, if
- *   the Lease still names us, releases it the way client-go's ReleaseOnCancel
- *   does: holderIdentity "", leaseDurationSeconds 1. The next candidate then
+ *   the Lease last seen and a fresh GET still name us, releases it the way
+ *   client-go's ReleaseOnCancel does: holderIdentity "", leaseDurationSeconds 1. The next candidate then
  *   takes over at its next attempt instead of waiting for the lease to expire.
  * - PUTs send back the Lease as last read with only the spec's election
  *   fields replaced, so labels, annotations and other spec fields survive.
@@ -111,7 +111,8 @@ bool leader_is_leader(struct leader *le);
 /*
  * End the election and join the thread: on_stopped_leading runs first if we
  * were leading; then, with release, the Lease is released if it still names
- * us. Blocks for up to one request in flight plus, with release, two more
+ * us. Blocks for up to one request in flight plus, with release by a replica
+ * that held the lease, two more
  * (each bounded by the client's timeout). Idempotent; not from a callback.
  * Returns 0, or the error of a failed release (logged as well; the lease
  * then simply expires after its duration).
