@@ -43,7 +43,7 @@ def namespace():
     kubectl("create", "namespace", name)
     # Pods are refused until the controller-manager creates the default ServiceAccount.
     wait_until(lambda: kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
-               30, interval=0.2, what=f"ServiceAccount {name}/default")
+               90, interval=0.2, what=f"ServiceAccount {name}/default")
     yield name
     kubectl("delete", "namespace", name, "--wait=false", "--ignore-not-found", check=False)
 

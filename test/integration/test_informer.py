@@ -160,6 +160,20 @@ def test_churn_1000_pods_and_100_namespaces(watchers, namespace):
 
 def cluster(*args):
     subprocess.run([os.path.join(ROOT, "hack/cluster"), *args], check=True, timeout=180)
+    if args[0] == "restart":
+        wait_controllers_recovered()
+
+
+def wait_controllers_recovered():
+    """After a restart the controller-manager's watches were refused for a while
+    (RBAC not yet loaded) and back off; later tests need its controllers, so wait
+    until one works again: a new namespace gets its default ServiceAccount."""
+    name = f"t-recover-{uuid.uuid4().hex[:6]}"
+    wait_until(lambda: kubectl("create", "namespace", name, check=False).returncode == 0, 60,
+               what="the apiserver to accept writes")
+    wait_until(lambda: kubectl("get", "serviceaccount", "default", "-n", name, check=False).returncode == 0,
+               180, interval=1, what="kube-controller-manager to work again after the restart")
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def etcd_compact():
