@@ -218,12 +218,19 @@ static int on_watch_event(void *ud, struct watch_event *ev, struct kerr *e)
 	case WATCH_ADDED:
 	case WATCH_MODIFIED:
 	case WATCH_DELETED: {
+		/* ev->resource_version points into the object, which applying
+		 * may free (a deletion): hold it until the state machine has
+		 * copied the version. */
+		struct kobj *hold = kobj_ref(ev->obj);
 		int rc = apply_event(inf, ev, e);
-		if (rc < 0)
-			return rc;
-		atomic_fetch_add(&inf->n_events, 1);
-		in.type = REFLECTOR_IN_EVENT;
-		break;
+		if (rc == 0) {
+			atomic_fetch_add(&inf->n_events, 1);
+			in.type = REFLECTOR_IN_EVENT;
+			inf->watch_delivered = true;
+			rc = reflector_sm_step(&inf->sm, &in, &act);
+		}
+		kobj_unref(hold);
+		return rc;
 	}
 	case WATCH_BOOKMARK:
 		in.type = REFLECTOR_IN_BOOKMARK;
