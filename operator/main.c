@@ -24,6 +24,7 @@
 #include "leader.h"
 #include "log.h"
 #include "metrics.h"
+#include "scheduler.h"
 #include "workload.h"
 
 extern char **environ;
@@ -40,7 +41,7 @@ static void informer_log(void *arg, enum informer_log_level level, const char *k
 	log_fields(map[level], "informer", msg, "kind", kind, NULL);
 }
 
-enum { INF_CR, INF_DEPLOY, INF_NS, INF_QUOTA, INF_COUNT };
+enum { INF_CR, INF_DEPLOY, INF_NS, INF_QUOTA, INF_POD, INF_NODE, INF_COUNT };
 
 struct operator {
 	struct config cfg;
@@ -50,6 +51,7 @@ struct operator {
 	struct informer *inf[INF_COUNT];
 	struct controller *workload;
 	struct workload_deps workload_deps;
+	struct scheduler *scheduler;
 	struct leader *leader;
 	bool controllers_running;
 };
@@ -88,6 +90,14 @@ static int build(struct operator *op, struct kerr *e)
 	    (rc = new_informer(op, INF_NS, &kind_namespace, NULL, false, e)) < 0 ||
 	    (rc = new_informer(op, INF_QUOTA, &kind_resourcequota, NULL, true, e)) < 0)
 		return rc;
+	/* Every pod, whoever schedules it, counts against its node; the
+	 * scheduler reads them by node through the "node" index. */
+	if ((rc = new_informer(op, INF_POD, &kind_pod, NULL, false, e)) < 0 ||
+	    (rc = new_informer(op, INF_NODE, &kind_node, NULL, false, e)) < 0)
+		return rc;
+	if ((rc = store_add_index(informer_store(op->inf[INF_POD]), SCHEDULER_NODE_INDEX, scheduler_pod_node_index,
+				  NULL)) < 0)
+		return kerr_set(e, rc, "cannot add the pod store's node index");
 
 	if (op->cfg.controllers & CONFIG_CTRL_WORKLOAD) {
 		struct workload_deps *d = &op->workload_deps;
@@ -103,6 +113,14 @@ static int build(struct operator *op, struct kerr *e)
 		if (informer_add_handlers(op->inf[INF_CR], &own) < 0 || informer_add_handlers(op->inf[INF_DEPLOY], &deps) < 0 ||
 		    informer_add_handlers(op->inf[INF_NS], &nss) < 0 || informer_add_handlers(op->inf[INF_QUOTA], &nss) < 0)
 			return kerr_set(e, KERR_INVAL, "too many informer handlers");
+	}
+
+	if (op->cfg.controllers & CONFIG_CTRL_SCHEDULER) {
+		struct scheduler_options so = {.client = op->client, .pods = op->inf[INF_POD], .nodes = op->inf[INF_NODE],
+					       .metrics = op->metrics, .controller_metrics = &op->cmetrics,
+					       .workers = op->cfg.workers};
+		if ((rc = scheduler_new(&op->scheduler, &so, e)) < 0)
+			return rc;
 	}
 	return 0;
 }
@@ -127,6 +145,8 @@ static int start_controllers(struct operator *op, struct kerr *e)
 	if (op->controllers_running)
 		return 0;
 	if (op->workload && controller_start(op->workload, e) < 0)
+		return e->code;
+	if (op->scheduler && scheduler_start(op->scheduler, e) < 0)
 		return e->code;
 	op->controllers_running = true;
 	log_info("main", "reconcilers started", NULL);
@@ -223,11 +243,13 @@ static int run(struct operator *op)
 static void teardown(struct operator *op)
 {
 	controller_stop(op->workload);
+	scheduler_stop(op->scheduler);
 	for (int i = 0; i < INF_COUNT; i++)
 		informer_stop(op->inf[i]);
 	if (op->leader)
 		leader_stop(op->leader, true);
 	controller_free(op->workload);
+	scheduler_free(op->scheduler);
 	for (int i = 0; i < INF_COUNT; i++)
 		informer_free(op->inf[i]);
 	leader_free(op->leader);
