@@ -24,7 +24,10 @@
 #include "leader.h"
 #include "log.h"
 #include "metrics.h"
+#include "probes.h"
 #include "scheduler.h"
+#include "tenant.h"
+#include "tenant_cli.h"
 #include "workload.h"
 
 extern char **environ;
@@ -52,6 +55,8 @@ struct operator {
 	struct controller *workload;
 	struct workload_deps workload_deps;
 	struct scheduler *scheduler;
+	struct tenant_reconciler *tenants;
+	struct probes *probes;
 	struct leader *leader;
 	bool controllers_running;
 };
@@ -115,6 +120,16 @@ static int build(struct operator *op, struct kerr *e)
 			return kerr_set(e, KERR_INVAL, "too many informer handlers");
 	}
 
+	if (op->cfg.controllers & CONFIG_CTRL_TENANT) {
+		struct db_options dbo;
+		db_options_from_config(&dbo, &op->cfg);
+		struct tenant_reconciler_options to = {.client = op->client, .namespaces = op->inf[INF_NS],
+						       .quotas = op->inf[INF_QUOTA], .db = &dbo,
+						       .workers = op->cfg.workers, .metrics = &op->cmetrics};
+		if ((rc = tenant_reconciler_new(&op->tenants, &to, e)) < 0)
+			return rc;
+	}
+
 	if (op->cfg.controllers & CONFIG_CTRL_SCHEDULER) {
 		struct scheduler_options so = {.client = op->client, .pods = op->inf[INF_POD], .nodes = op->inf[INF_NODE],
 					       .metrics = op->metrics, .controller_metrics = &op->cmetrics,
@@ -140,6 +155,20 @@ static void check_crd(struct operator *op)
 		log_warn("main", "cannot check for the ComputeRequest CRD", "error", e.message, NULL);
 }
 
+/* Ready once every cache has its first LIST: until then reads would serve
+ * an empty cluster. Followers are ready too: they serve reads. */
+static bool ready(void *arg, char *why, size_t cap)
+{
+	struct operator *op = arg;
+	for (int i = 0; i < INF_COUNT; i++) {
+		if (!informer_has_synced(op->inf[i])) {
+			snprintf(why, cap, "the %s cache has not synced yet", informer_kind(op->inf[i])->name);
+			return false;
+		}
+	}
+	return true;
+}
+
 static int start_controllers(struct operator *op, struct kerr *e)
 {
 	if (op->controllers_running)
@@ -147,6 +176,8 @@ static int start_controllers(struct operator *op, struct kerr *e)
 	if (op->workload && controller_start(op->workload, e) < 0)
 		return e->code;
 	if (op->scheduler && scheduler_start(op->scheduler, e) < 0)
+		return e->code;
+	if (op->tenants && tenant_reconciler_start(op->tenants, e) < 0)
 		return e->code;
 	op->controllers_running = true;
 	log_info("main", "reconcilers started", NULL);
@@ -203,6 +234,13 @@ static int run(struct operator *op)
 		return 1;
 	}
 	check_crd(op);
+	struct probes_options po = {.health_addr = op->cfg.health_addr, .metrics_addr = op->cfg.metrics_addr,
+				    .metrics = op->metrics, .informers = op->inf, .ninformers = INF_COUNT,
+				    .ready = ready, .ready_arg = op};
+	if (probes_start(&op->probes, &po, &e) < 0) {
+		log_error("main", "cannot serve health and metrics", "error", e.message, NULL);
+		return 1;
+	}
 	for (int i = 0; i < INF_COUNT; i++) {
 		if (informer_start(op->inf[i], &e) < 0) {
 			log_error("main", "cannot start an informer", "error", e.message, NULL);
@@ -244,12 +282,15 @@ static void teardown(struct operator *op)
 {
 	controller_stop(op->workload);
 	scheduler_stop(op->scheduler);
+	tenant_reconciler_stop(op->tenants);
 	for (int i = 0; i < INF_COUNT; i++)
 		informer_stop(op->inf[i]);
 	if (op->leader)
 		leader_stop(op->leader, true);
 	controller_free(op->workload);
 	scheduler_free(op->scheduler);
+	tenant_reconciler_free(op->tenants);
+	probes_free(op->probes);
 	for (int i = 0; i < INF_COUNT; i++)
 		informer_free(op->inf[i]);
 	leader_free(op->leader);
@@ -262,6 +303,17 @@ int main(int argc, char **argv)
 {
 	struct operator op = {0};
 	struct kerr e = {0};
+	if (argc > 1 && strcmp(argv[1], "tenant") == 0) {
+		/* The admin CLI takes its database from the same DB_* env. */
+		char *const prog[] = {argv[0], NULL};
+		if (config_load(&op.cfg, 1, prog, environ, &e) < 0) {
+			fprintf(stderr, "nimbus-operator tenant: %s\n", e.message);
+			return 2;
+		}
+		int rc = tenant_cli_main(argc, argv, &op.cfg);
+		config_free(&op.cfg);
+		return rc;
+	}
 	if (config_load(&op.cfg, argc, argv, environ, &e) < 0) {
 		fprintf(stderr, "nimbus-operator: %s\nRun nimbus-operator --help for the flags.\n", e.message);
 		return 2;
