@@ -1,10 +1,13 @@
 """ComputeRequest → Deployment with nimbus-operator on the real cluster, through kubectl.
 
-A tenant here is its namespace nimbus-<id> labelled nimbus.io/tenant=<id>
-(what the tenant reconciler creates), made directly so that these tests
-exercise the workload reconciler alone.
+The seed demo creates its tenant through `nimbus-operator tenant create`
+(PostgreSQL + the tenant reconciler). The other tests make a tenant as what
+the reconciler creates, a namespace nimbus-<id> labelled nimbus.io/tenant=<id>,
+so that they exercise the workload reconciler alone.
 """
 import json
+import os
+import subprocess
 import time
 import uuid
 
@@ -39,9 +42,7 @@ def tenant():
 
 
 def cr_doc(name, tid, replicas=1, cpu="200m", memory="256Mi", **spec):
-    s = {"tenantId": tid, "image": "nginx", "cpu": cpu, "memory": memory, "replicas": replicas,
-         # Until nimbus-scheduler runs in these tests, kube-scheduler places the pods.
-         "schedulerName": "default-scheduler"}
+    s = {"tenantId": tid, "image": "nginx", "cpu": cpu, "memory": memory, "replicas": replicas}
     s.update(spec)
     return json.dumps({"apiVersion": "nimbus.io/v1", "kind": "ComputeRequest",
                        "metadata": {"name": name, "namespace": f"nimbus-{tid}"}, "spec": s})
@@ -63,10 +64,31 @@ def get_cr(ns, name):
     return kubectl_json("get", "computerequest", name, "-n", ns)
 
 
-def test_seed_demo_with_kubectl(operator, tenant):
-    operator("--controllers=workload")
-    tid = tenant()
+def operator_cli(build_dir, *args):
+    return subprocess.run([os.path.join(build_dir, "operator/nimbus-operator"), *args],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_seed_demo_with_kubectl(operator, build_dir):
+    """The original README's demo: a tenant, a ComputeRequest applied with kubectl,
+    its pod bound by nimbus-scheduler, scaled, deleted; then the tenant deleted."""
+    operator("--controllers=tenant,workload,scheduler")
+    tid = f"demo-{uuid.uuid4().hex[:6]}"
     ns = f"nimbus-{tid}"
+    out = operator_cli(build_dir, "tenant", "create", tid, "--cpu", "2", "--memory", "2Gi", "--pods", "10")
+    assert out.returncode == 0, out.stderr
+    wait_until(lambda: kubectl("get", "resourcequota", "nimbus-quota", "-n", ns, check=False).returncode == 0, 10,
+               interval=0.1, what="the tenant's namespace and quota")
+    for kind, name in (("limitrange", "nimbus-defaults"), ("networkpolicy", "nimbus-default-deny"),
+                       ("rolebinding", "nimbus-tenant")):
+        wait_until(lambda: kubectl("get", kind, name, "-n", ns, check=False).returncode == 0, 10,
+                   what=f"{kind} {name}")
+    quota = kubectl_json("get", "resourcequota", "nimbus-quota", "-n", ns)
+    assert quota["spec"]["hard"]["requests.cpu"] == "2" and quota["spec"]["hard"]["pods"] == "10"
+    assert tid in operator_cli(build_dir, "tenant", "list").stdout
+    wait_until(lambda: kubectl("get", "serviceaccount", "default", "-n", ns, check=False).returncode == 0, 60,
+               interval=0.2, what="default ServiceAccount")
+
     t0 = time.monotonic()
     kubectl("apply", "-f", "-", input=cr_doc("web-server", tid))
     dep = wait_until(lambda: deployment(ns, "nimbus-web-server"), 10, interval=0.05, what="the Deployment")
@@ -76,12 +98,16 @@ def test_seed_demo_with_kubectl(operator, tenant):
     assert owner["kind"] == "ComputeRequest" and owner["controller"] is True
     tpl = dep["spec"]["template"]
     assert tpl["metadata"]["labels"]["nimbus.io/tenant"] == tid
+    assert tpl["spec"]["schedulerName"] == "nimbus-scheduler"
     res = tpl["spec"]["containers"][0]["resources"]
     assert res["requests"] == {"cpu": "200m", "memory": "256Mi"} and res["limits"] == res["requests"]
 
     kubectl("wait", "--for=condition=Ready", "computerequest/web-server", "-n", ns, "--timeout=60s")
     pods = kubectl_json("get", "pods", "-n", ns)["items"]
-    assert len(pods) == 1 and pods[0]["status"]["phase"] == "Running" and pods[0]["spec"]["nodeName"]
+    assert len(pods) == 1 and pods[0]["status"]["phase"] == "Running"
+    assert pods[0]["spec"]["schedulerName"] == "nimbus-scheduler" and pods[0]["spec"]["nodeName"]
+    scheduled = kubectl_json("get", "events", "-n", ns, "--field-selector", "reason=Scheduled")["items"]
+    assert any("Successfully assigned" in e["message"] for e in scheduled)
 
     table = kubectl("get", "cr", "-n", ns).stdout.splitlines()
     assert table[0].split() == ["NAME", "TENANT", "IMAGE", "REPLICAS", "READY", "PHASE", "AGE"]
@@ -101,9 +127,16 @@ def test_seed_demo_with_kubectl(operator, tenant):
     wait_until(lambda: deployment(ns, "nimbus-web-server") is None, 60, what="the Deployment to be collected")
     wait_until(lambda: not kubectl_json("get", "pods", "-n", ns)["items"], 60, what="the pods to go")
 
+    out = operator_cli(build_dir, "tenant", "delete", tid)
+    assert out.returncode == 0, out.stderr
+    wait_until(lambda: kubectl("get", "namespace", ns, check=False).returncode != 0, 120, interval=1,
+               what="the tenant's namespace to be deleted")
+    wait_until(lambda: tid not in operator_cli(build_dir, "tenant", "list").stdout, 30, interval=1,
+               what="the tenant row to be deleted")
+
 
 def test_drift_is_repaired(operator, tenant):
-    operator("--controllers=workload")
+    operator("--controllers=workload,scheduler")
     tid = tenant()
     ns = f"nimbus-{tid}"
     kubectl("apply", "-f", "-", input=cr_doc("web", tid))
@@ -135,7 +168,7 @@ def test_schema_and_cel_reject_bad_requests(crd, tenant):
 
 
 def test_missing_tenant_is_degraded_until_created(operator, tenant):
-    operator("--controllers=workload")
+    operator("--controllers=workload,scheduler")
     tid = tenant(label=False)
     ns = f"nimbus-{tid}"
     kubectl("create", "namespace", ns)
@@ -152,7 +185,7 @@ def test_missing_tenant_is_degraded_until_created(operator, tenant):
 
 
 def test_request_over_quota_is_degraded_with_numbers(operator, tenant):
-    operator("--controllers=workload")
+    operator("--controllers=workload,scheduler")
     tid = tenant(quota="requests.cpu=500m,requests.memory=1Gi,pods=10")
     ns = f"nimbus-{tid}"
     kubectl("apply", "-f", "-", input=cr_doc("big", tid, replicas=3))
@@ -166,7 +199,7 @@ def test_request_over_quota_is_degraded_with_numbers(operator, tenant):
 
 
 def test_restart_creates_nothing_twice_and_misses_nothing(operator, tenant):
-    op = operator("--controllers=workload")
+    op = operator("--controllers=workload,scheduler")
     tid = tenant()
     ns = f"nimbus-{tid}"
     kubectl("apply", "-f", "-", input=cr_doc("a", tid))
@@ -174,7 +207,7 @@ def test_restart_creates_nothing_twice_and_misses_nothing(operator, tenant):
     op.stop()
     kubectl("apply", "-f", "-", input=cr_doc("b", tid))
     kubectl("delete", "deployment", "nimbus-a", "-n", ns, "--wait=false")
-    op2 = operator("--controllers=workload")
+    op2 = operator("--controllers=workload,scheduler")
     wait_until(lambda: deployment(ns, "nimbus-b"), 10, what="Deployment b, created while the operator was down")
     a = wait_until(lambda: deployment(ns, "nimbus-a"), 10, what="Deployment a, deleted while the operator was down")
     assert a["metadata"]["uid"] != first["metadata"]["uid"]
