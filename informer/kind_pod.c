@@ -173,6 +173,11 @@ static void pod_value(struct kdecode *d, void *state, const struct json_path *p,
 	struct json_path r;
 	size_t idx[1];
 	const char *word;
+	/* Container statuses are most of a running pod's status and unused. */
+	if (p->depth >= 2 && json_seg_is(&p->seg[0], "status") &&
+	    (json_seg_is(&p->seg[1], "containerStatuses") || json_seg_is(&p->seg[1], "initContainerStatuses") ||
+	     json_seg_is(&p->seg[1], "ephemeralContainerStatuses")))
+		return;
 	if (json_seg_is(&p->seg[0], "spec")) {
 		if (kpath_prefix(p, "spec.containers.#", idx, &r)) {
 			if (idx[0] == 0 && kpath_match(&r, "image", NULL))

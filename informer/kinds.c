@@ -512,6 +512,11 @@ void kdecode_value(struct kdecode *d, const struct json_path *p, enum json_type 
 	if (d->err.code || type == JSON_NULL || p->depth == 0)
 		return;
 	if (json_seg_is(&p->seg[0], "metadata")) {
+		/* managedFields and annotations are the bulk of most objects'
+		 * metadata and nothing reads them: skip them with one compare
+		 * instead of running every field pattern over each value. */
+		if (p->depth >= 2 && (json_seg_is(&p->seg[1], "managedFields") || json_seg_is(&p->seg[1], "annotations")))
+			return;
 		kmeta_value(d, p, type, s, len);
 		return;
 	}
