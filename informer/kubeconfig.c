@@ -555,8 +555,10 @@ int kubeconfig_load(struct kube_config *out, const char *path, const char *conte
 int kubeconfig_in_cluster(struct kube_config *out, const char *sa_dir, struct kerr *e)
 {
 	memset(out, 0, sizeof(*out));
-	if (!sa_dir)
-		sa_dir = KUBECONFIG_SA_DIR;
+	if (!sa_dir) {
+		const char *env = getenv(KUBECONFIG_SA_DIR_ENV);
+		sa_dir = env && *env ? env : KUBECONFIG_SA_DIR;
+	}
 	const char *host = getenv("KUBERNETES_SERVICE_HOST");
 	const char *port = getenv("KUBERNETES_SERVICE_PORT");
 	if (!host || !*host || !port || !*port)

@@ -18,8 +18,9 @@
  *   message rather than silently ignored.
  * - KUBECONFIG may list several files separated by ':'; unlike kubectl, which
  *   merges them, only the first non-empty entry is read.
- * - Loaders read the environment (KUBECONFIG, HOME, KUBERNETES_SERVICE_*), so
- *   call them before starting threads that change it.
+ * - Loaders read the environment (KUBECONFIG, HOME, KUBERNETES_SERVICE_*,
+ *   NIMBUS_SERVICE_ACCOUNT_DIR), so call them before starting threads that
+ *   change it.
  *
  * The token source follows a token file that the kubelet rotates: it is safe
  * from any thread and re-reads the file when it changes.
@@ -33,6 +34,10 @@
 
 /* Where a service account's files are mounted in every pod. */
 #define KUBECONFIG_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+/* When set and not empty, the directory read instead of KUBECONFIG_SA_DIR
+ * (same layout: token, ca.crt, namespace): to run a binary outside a pod
+ * exactly as in one, with a service account's token and the cluster CA. */
+#define KUBECONFIG_SA_DIR_ENV "NIMBUS_SERVICE_ACCOUNT_DIR"
 
 struct kube_config {
 	char *server;       /* "https://host:port[/prefix]", no trailing '/'; never NULL after a load */
@@ -62,7 +67,8 @@ int kubeconfig_load_default(struct kube_config *out, const char *context, struct
 
 /* In-cluster configuration: https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT
  * (IPv6 hosts bracketed), sa_dir/ca.crt, sa_dir/token (as token_file) and
- * sa_dir/namespace if present. sa_dir NULL means KUBECONFIG_SA_DIR. */
+ * sa_dir/namespace if present. sa_dir NULL means $NIMBUS_SERVICE_ACCOUNT_DIR
+ * if set and not empty, else KUBECONFIG_SA_DIR. */
 int kubeconfig_in_cluster(struct kube_config *out, const char *sa_dir, struct kerr *e);
 
 /* Free what the struct owns and zero it. NULL or zeroed is fine. */

@@ -86,6 +86,7 @@ static int setup(void **state)
 	unsetenv("KUBECONFIG");
 	unsetenv("KUBERNETES_SERVICE_HOST");
 	unsetenv("KUBERNETES_SERVICE_PORT");
+	unsetenv(KUBECONFIG_SA_DIR_ENV);
 	*state = f;
 	return 0;
 }
@@ -519,6 +520,49 @@ static void in_cluster(void **state)
 	unsetenv("KUBERNETES_SERVICE_PORT");
 }
 
+/* NIMBUS_SERVICE_ACCOUNT_DIR moves the default service-account directory,
+ * for kubeconfig_in_cluster(NULL) and so for kubeconfig_load_default(); an
+ * explicit sa_dir still wins, and an empty variable counts as unset. */
+static void in_cluster_sa_dir_from_env(void **state)
+{
+	struct fx *f = *state;
+	put(f, "sa/ca.crt", CA_PEM);
+	put(f, "sa/token", "tok-env\n");
+	put(f, "sa/namespace", "nimbus-system\n");
+	char sa[256], want[300];
+	snprintf(sa, sizeof(sa), "%s/sa", f->dir);
+	snprintf(want, sizeof(want), "%s/token", sa);
+	setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1", 1);
+	setenv("KUBERNETES_SERVICE_PORT", "6443", 1);
+	setenv(KUBECONFIG_SA_DIR_ENV, sa, 1);
+	struct kube_config c;
+	struct kerr e = { 0 };
+
+	assert_int_equal(kubeconfig_load_default(&c, NULL, &e), 0);
+	assert_string_equal(c.server, "https://127.0.0.1:6443");
+	assert_string_equal(c.ca_pem, CA_PEM);
+	assert_string_equal(c.token_file, want);
+	assert_string_equal(c.namespace, "nimbus-system");
+	assert_non_null(strstr(c.origin, sa));
+	kube_config_free(&c);
+
+	char other[256];
+	snprintf(other, sizeof(other), "%s/elsewhere", f->dir);
+	assert_int_equal(kubeconfig_in_cluster(&c, other, &e), KERR_CONFIG);
+	assert_non_null(strstr(e.message, other));
+
+	kerr_clear(&e);
+	setenv(KUBECONFIG_SA_DIR_ENV, "", 1);
+	int rc = kubeconfig_in_cluster(&c, NULL, &e);
+	if (rc == 0)
+		kube_config_free(&c); /* running inside a real pod */
+	else
+		assert_non_null(strstr(e.message, "in-cluster config (" KUBECONFIG_SA_DIR ")"));
+	unsetenv(KUBECONFIG_SA_DIR_ENV);
+	unsetenv("KUBERNETES_SERVICE_HOST");
+	unsetenv("KUBERNETES_SERVICE_PORT");
+}
+
 static char *get_token(struct kubeconfig_token *t)
 {
 	char *tok = NULL;
@@ -618,6 +662,7 @@ int main(void)
 		T(kubeconfig_env_with_two_paths),
 		T(home_fallback_and_in_cluster_order),
 		T(in_cluster),
+		T(in_cluster_sa_dir_from_env),
 		T(token_rotation),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
