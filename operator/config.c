@@ -50,6 +50,12 @@ static const struct config_flag config_flags[] = {
 	 "namespace of the leader election Lease (default nimbus-system)"},
 	{"leader-election-id", CK_STRING, CF(leader_election_id), "NAME",
 	 "name of the leader election Lease (default nimbus-operator-leader)"},
+	{"leader-elect-lease-duration", CK_DURATION, CF(leader_elect_lease_duration_ms), "DURATION",
+	 "how long a leader's lease lasts without renewal before another replica takes over, whole seconds (default 15s)"},
+	{"leader-elect-renew-deadline", CK_DURATION, CF(leader_elect_renew_deadline_ms), "DURATION",
+	 "how long the leader keeps acting while renewals fail; below the lease duration (default 10s)"},
+	{"leader-elect-retry-period", CK_DURATION, CF(leader_elect_retry_period_ms), "DURATION",
+	 "wait between attempts to acquire or renew the lease (default 2s)"},
 	{"workers", CK_INT, CF(workers), "N", "reconcile workers per controller, 1-1024 (default 4)"},
 	{"log-level", CK_LOG_LEVEL, CF(log_level), "LEVEL", "debug, info, warn or error (default info)"},
 	{"controllers", CK_CONTROLLERS, CF(controllers), "LIST",
@@ -364,6 +370,9 @@ static int config_defaults(struct config *cfg, char *const envp[], struct kerr *
 	cfg->metrics_addr = (struct config_addr){.host = "127.0.0.1", .port = 9090};
 	cfg->health_addr = (struct config_addr){.host = "127.0.0.1", .port = 9091};
 	cfg->api_addr = (struct config_addr){.host = "127.0.0.1", .port = 8080};
+	cfg->leader_elect_lease_duration_ms = 15000;
+	cfg->leader_elect_renew_deadline_ms = 10000;
+	cfg->leader_elect_retry_period_ms = 2000;
 	cfg->workers = 4;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->controllers = CONFIG_CTRL_ALL;
@@ -373,6 +382,30 @@ static int config_defaults(struct config *cfg, char *const envp[], struct kerr *
 	if (rc == 0)
 		rc = config_set_str(cfg, CF(leader_election_id), "nimbus-operator-leader", e);
 	return rc;
+}
+
+/* The rules of leader_new(), checked here so that a bad combination fails
+ * at start with the flags named, like every other bad value. */
+static int config_check_leader_timings(const struct config *cfg, struct kerr *e)
+{
+	int64_t lease = cfg->leader_elect_lease_duration_ms, renew = cfg->leader_elect_renew_deadline_ms,
+		retry = cfg->leader_elect_retry_period_ms;
+	if (lease % 1000 != 0)
+		return kerr_set(e, KERR_CONFIG,
+				"--leader-elect-lease-duration: %lld ms is not whole seconds (a Lease stores seconds); use "
+				"e.g. 15s",
+				(long long)lease);
+	if (renew >= lease)
+		return kerr_set(e, KERR_CONFIG,
+				"--leader-elect-renew-deadline (%lld ms) must be below --leader-elect-lease-duration (%lld "
+				"ms): the leader must stop acting before another replica may take over",
+				(long long)renew, (long long)lease);
+	if (renew * 5 <= retry * 6)
+		return kerr_set(e, KERR_CONFIG,
+				"--leader-elect-renew-deadline (%lld ms) must exceed 1.2 x --leader-elect-retry-period "
+				"(%lld ms), or one slow retry ends the leader's term",
+				(long long)renew, (long long)retry);
+	return 0;
 }
 
 int config_load(struct config *cfg, int argc, char *const argv[], char *const envp[], struct kerr *e)
@@ -409,7 +442,7 @@ int config_load(struct config *cfg, int argc, char *const argv[], char *const en
 		}
 		rc = config_apply(cfg, f, value, e);
 	}
-	return rc;
+	return rc == 0 && !cfg->help ? config_check_leader_timings(cfg, e) : rc;
 }
 
 void config_free(struct config *cfg)

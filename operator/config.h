@@ -70,6 +70,11 @@ struct config {
 	bool leader_elect;                 /* default false */
 	char *leader_election_namespace;   /* default "nimbus-system" */
 	char *leader_election_id;          /* default "nimbus-operator-leader" */
+	/* The Lease's timings, named as controller-runtime's flags. The renew
+	 * deadline must be below the lease duration and above 1.2 retry periods. */
+	int64_t leader_elect_lease_duration_ms; /* default 15 s; whole seconds (the Lease stores seconds) */
+	int64_t leader_elect_renew_deadline_ms; /* default 10 s */
+	int64_t leader_elect_retry_period_ms;   /* default 2 s */
 
 	int workers;                       /* reconcile workers per controller, 1-1024; default 4 */
 	enum log_level log_level;          /* default info */

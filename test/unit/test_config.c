@@ -255,6 +255,40 @@ static void help_stops_parsing(void **state)
 	free(text);
 }
 
+static void leader_election_timings(void **state)
+{
+	(void)state;
+	struct config c;
+	struct kerr e;
+	assert_int_equal(LOAD(&c, &e, no_env, "--leader-elect"), 0);
+	assert_int_equal(c.leader_elect_lease_duration_ms, 15000);
+	assert_int_equal(c.leader_elect_renew_deadline_ms, 10000);
+	assert_int_equal(c.leader_elect_retry_period_ms, 2000);
+	config_free(&c);
+
+	assert_int_equal(LOAD(&c, &e, no_env, "--leader-elect-lease-duration=4s", "--leader-elect-renew-deadline",
+			      "3s", "--leader-elect-retry-period=500ms"),
+			 0);
+	assert_int_equal(c.leader_elect_lease_duration_ms, 4000);
+	assert_int_equal(c.leader_elect_renew_deadline_ms, 3000);
+	assert_int_equal(c.leader_elect_retry_period_ms, 500);
+	config_free(&c);
+
+	EXPECT_ERROR("--leader-elect-lease-duration: 1500 ms is not whole seconds", "--leader-elect-lease-duration=1500ms",
+		     "--leader-elect-renew-deadline=1s", "--leader-elect-retry-period=100ms");
+	EXPECT_ERROR("--leader-elect-renew-deadline (15000 ms) must be below --leader-elect-lease-duration (15000 ms)",
+		     "--leader-elect-renew-deadline=15s");
+	EXPECT_ERROR("--leader-elect-renew-deadline (10000 ms) must be below --leader-elect-lease-duration (5000 ms)",
+		     "--leader-elect-lease-duration=5s");
+	EXPECT_ERROR("--leader-elect-renew-deadline (2000 ms) must exceed 1.2 x --leader-elect-retry-period (2000 ms)",
+		     "--leader-elect-renew-deadline=2s");
+	EXPECT_ERROR("--leader-elect-retry-period: 'soon' is not a duration", "--leader-elect-retry-period=soon");
+	/* --help is answered even with timings that would not start. */
+	assert_int_equal(LOAD(&c, &e, no_env, "--leader-elect-renew-deadline=1m", "--help"), 0);
+	assert_true(c.help);
+	config_free(&c);
+}
+
 static void flag_errors(void **state)
 {
 	(void)state;
@@ -340,6 +374,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(defaults),
+		cmocka_unit_test(leader_election_timings),
 		cmocka_unit_test(environment),
 		cmocka_unit_test(environment_errors),
 		cmocka_unit_test(every_flag_both_forms),
