@@ -67,6 +67,8 @@ static const struct config_flag config_flags[] = {
 	 "how often billing samples usage, e.g. 30s or 1m (default 30s)"},
 	{"autoscaler-period", CK_DURATION, CF(autoscaler_period_ms), "DURATION",
 	 "how often the autoscaler samples usage, e.g. 15s (default 30s)"},
+	{"autoscaler-downscale-stabilization", CK_DURATION, CF(autoscaler_downscale_stabilization_ms), "DURATION",
+	 "the autoscaler scales down to the highest recommendation of this window, as the HPA (default 5m)"},
 	{"help", CK_HELP, CF(help), NULL, "print this help and exit"},
 };
 
@@ -378,6 +380,7 @@ static int config_defaults(struct config *cfg, char *const envp[], struct kerr *
 	cfg->controllers = CONFIG_CTRL_ALL;
 	cfg->billing_period_ms = CONFIG_DEFAULT_PERIOD_MS;
 	cfg->autoscaler_period_ms = CONFIG_DEFAULT_PERIOD_MS;
+	cfg->autoscaler_downscale_stabilization_ms = 300LL * 1000;
 	rc = config_set_str(cfg, CF(leader_election_namespace), "nimbus-system", e);
 	if (rc == 0)
 		rc = config_set_str(cfg, CF(leader_election_id), "nimbus-operator-leader", e);

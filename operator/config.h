@@ -82,6 +82,7 @@ struct config {
 	char *dashboard_dir;               /* built dashboard to serve; NULL: none; must be a directory */
 	int64_t billing_period_ms;         /* default 30 s, as the seed's billing loop */
 	int64_t autoscaler_period_ms;      /* default 30 s, as the seed's autoscaler loop */
+	int64_t autoscaler_downscale_stabilization_ms; /* scale-down stabilization window; default 300 s, as the HPA */
 
 	bool help;                         /* --help was given; nothing after it was parsed */
 };

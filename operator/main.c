@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "autoscaler.h"
 #include "config.h"
 #include "controller.h"
 #include "informer.h"
@@ -55,6 +56,7 @@ struct operator {
 	struct controller *workload;
 	struct workload_deps workload_deps;
 	struct scheduler *scheduler;
+	struct autoscaler *autoscaler;
 	struct tenant_reconciler *tenants;
 	struct probes *probes;
 	struct leader *leader;
@@ -96,8 +98,9 @@ static int build(struct operator *op, struct kerr *e)
 	    (rc = new_informer(op, INF_QUOTA, &kind_resourcequota, NULL, true, e)) < 0)
 		return rc;
 	/* Every pod, whoever schedules it, counts against its node; the
-	 * scheduler reads them by node through the "node" index. */
-	if ((rc = new_informer(op, INF_POD, &kind_pod, NULL, false, e)) < 0 ||
+	 * scheduler reads them by node through the "node" index, the
+	 * autoscaler by namespace. */
+	if ((rc = new_informer(op, INF_POD, &kind_pod, NULL, true, e)) < 0 ||
 	    (rc = new_informer(op, INF_NODE, &kind_node, NULL, false, e)) < 0)
 		return rc;
 	if ((rc = store_add_index(informer_store(op->inf[INF_POD]), SCHEDULER_NODE_INDEX, scheduler_pod_node_index,
@@ -135,6 +138,17 @@ static int build(struct operator *op, struct kerr *e)
 					       .metrics = op->metrics, .controller_metrics = &op->cmetrics,
 					       .workers = op->cfg.workers};
 		if ((rc = scheduler_new(&op->scheduler, &so, e)) < 0)
+			return rc;
+	}
+
+	if (op->cfg.controllers & CONFIG_CTRL_AUTOSCALER) {
+		struct autoscale_behavior ab = autoscale_behavior_default();
+		ab.down_window_ms = op->cfg.autoscaler_downscale_stabilization_ms;
+		struct autoscaler_options ao = {.client = op->client, .computerequests = op->inf[INF_CR],
+						.pods = op->inf[INF_POD], .quotas = op->inf[INF_QUOTA],
+						.metrics = op->metrics, .period_ms = op->cfg.autoscaler_period_ms,
+						.behavior = &ab};
+		if ((rc = autoscaler_new(&op->autoscaler, &ao, e)) < 0)
 			return rc;
 	}
 	return 0;
@@ -176,6 +190,8 @@ static int start_controllers(struct operator *op, struct kerr *e)
 	if (op->workload && controller_start(op->workload, e) < 0)
 		return e->code;
 	if (op->scheduler && scheduler_start(op->scheduler, e) < 0)
+		return e->code;
+	if (op->autoscaler && autoscaler_start(op->autoscaler, e) < 0)
 		return e->code;
 	if (op->tenants && tenant_reconciler_start(op->tenants, e) < 0)
 		return e->code;
@@ -285,6 +301,7 @@ static void teardown(struct operator *op)
 {
 	controller_stop(op->workload);
 	scheduler_stop(op->scheduler);
+	autoscaler_stop(op->autoscaler);
 	tenant_reconciler_stop(op->tenants);
 	for (int i = 0; i < INF_COUNT; i++)
 		informer_stop(op->inf[i]);
@@ -292,6 +309,7 @@ static void teardown(struct operator *op)
 		leader_stop(op->leader, true);
 	controller_free(op->workload);
 	scheduler_free(op->scheduler);
+	autoscaler_free(op->autoscaler);
 	tenant_reconciler_free(op->tenants);
 	probes_free(op->probes);
 	for (int i = 0; i < INF_COUNT; i++)

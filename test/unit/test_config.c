@@ -75,6 +75,7 @@ static void defaults(void **state)
 	assert_null(c.dashboard_dir);
 	assert_int_equal(c.billing_period_ms, 30000);
 	assert_int_equal(c.autoscaler_period_ms, 30000);
+	assert_int_equal(c.autoscaler_downscale_stabilization_ms, 300000);
 	assert_false(c.help);
 	config_free(&c);
 	config_free(&c); /* zeroed: safe twice */
@@ -146,6 +147,7 @@ static void every_flag_both_forms(void **state)
 		{"--dashboard-dir", dir},
 		{"--billing-period", "1m"},
 		{"--autoscaler-period", "15s"},
+		{"--autoscaler-downscale-stabilization", "30s"},
 	};
 	const size_t n = sizeof(kv) / sizeof(kv[0]);
 
@@ -184,6 +186,7 @@ static void every_flag_both_forms(void **state)
 		assert_string_equal(c.dashboard_dir, dir);
 		assert_int_equal(c.billing_period_ms, 60000);
 		assert_int_equal(c.autoscaler_period_ms, 15000);
+		assert_int_equal(c.autoscaler_downscale_stabilization_ms, 30000);
 		config_free(&c);
 	}
 	rmdir(dir);
