@@ -12,6 +12,13 @@
 #define CONFIG_MAX_WORKERS 1024
 #define CONFIG_MAX_DURATION_MS (24LL * 3600 * 1000)
 #define CONFIG_DEFAULT_PERIOD_MS (30LL * 1000)
+/* Prices in millionths: 0.05 per core-hour, 0.01 per GiB-hour. */
+#define CONFIG_DEFAULT_PRICE_CPU_MICRO 50000
+#define CONFIG_DEFAULT_PRICE_MEMORY_MICRO 10000
+/* A billion per core-hour is a typo, not a price; it also keeps every
+ * invoice computation far from overflowing. */
+#define CONFIG_MAX_PRICE_UNITS 1000000000LL
+
 
 enum config_kind {
 	CK_ADDR,
@@ -22,6 +29,8 @@ enum config_kind {
 	CK_LOG_LEVEL,
 	CK_CONTROLLERS,
 	CK_DURATION,
+	CK_PRICE,
+	CK_CURRENCY,
 	CK_HELP,
 };
 
@@ -67,8 +76,12 @@ static const struct config_flag config_flags[] = {
 	 "how often billing samples usage, e.g. 30s or 1m (default 30s)"},
 	{"autoscaler-period", CK_DURATION, CF(autoscaler_period_ms), "DURATION",
 	 "how often the autoscaler samples usage, e.g. 15s (default 30s)"},
-	{"autoscaler-downscale-stabilization", CK_DURATION, CF(autoscaler_downscale_stabilization_ms), "DURATION",
-	 "the autoscaler scales down to the highest recommendation of this window, as the HPA (default 5m)"},
+	{"price-cpu-core-hour", CK_PRICE, CF(price_cpu_core_hour_micro), "PRICE",
+	 "price of one CPU core for one hour, e.g. 0.05 (default 0.05; env NIMBUS_PRICE_CPU_CORE_HOUR)"},
+	{"price-memory-gib-hour", CK_PRICE, CF(price_memory_gib_hour_micro), "PRICE",
+	 "price of one GiB of memory for one hour (default 0.01; env NIMBUS_PRICE_MEMORY_GIB_HOUR)"},
+	{"currency", CK_CURRENCY, CF(currency), "CODE",
+	 "ISO 4217 currency of the prices and invoices (default USD; env NIMBUS_CURRENCY)"},
 	{"help", CK_HELP, CF(help), NULL, "print this help and exit"},
 };
 
@@ -88,6 +101,16 @@ static const struct {
 	{"DB_SSLMODE", CF(db_sslmode), "disable"},
 	{"JWT_SECRET", CF(jwt_secret), NULL},
 	{"KUBECONFIG", CF(kubeconfig), NULL},
+};
+
+/* Environment variables that give a flag its default; the flag wins. */
+static const struct {
+	const char *name;
+	const char *flag;
+} config_flag_env[] = {
+	{"NIMBUS_PRICE_CPU_CORE_HOUR", "price-cpu-core-hour"},
+	{"NIMBUS_PRICE_MEMORY_GIB_HOUR", "price-memory-gib-hour"},
+	{"NIMBUS_CURRENCY", "currency"},
 };
 
 static const char *const config_controller_names[] = {
@@ -180,6 +203,53 @@ bad:
 	return kerr_set(e, KERR_CONFIG,
 			"%s: '%s' is not a duration; use whole numbers with units ms, s, m or h, "
 			"e.g. 500ms, 15s, 1m30s (more than 0, at most 24h)",
+			what, s);
+}
+
+int config_parse_price(const char *what, const char *s, int64_t *micro, struct kerr *e)
+{
+	int64_t whole = 0, frac = 0;
+	size_t i = 0, nwhole = 0, nfrac = 0;
+
+	for (; isdigit((unsigned char)s[i]); i++, nwhole++) {
+		whole = whole * 10 + (s[i] - '0');
+		if (whole > CONFIG_MAX_PRICE_UNITS)
+			goto bad;
+	}
+	if (s[i] == '.') {
+		for (i++; isdigit((unsigned char)s[i]); i++, nfrac++) {
+			if (nfrac == 6)
+				goto bad;
+			frac = frac * 10 + (s[i] - '0');
+		}
+	}
+	if (s[i] != '\0' || nwhole + nfrac == 0)
+		goto bad;
+	for (; nfrac < 6; nfrac++)
+		frac *= 10;
+	if (whole == CONFIG_MAX_PRICE_UNITS && frac > 0)
+		goto bad;
+	*micro = whole * 1000000 + frac;
+	return 0;
+bad:
+	return kerr_set(e, KERR_CONFIG,
+			"%s: '%s' is not a price; use a non-negative decimal with at most 6 decimals and no "
+			"currency sign, e.g. 0.05 (at most %lld)",
+			what, s, CONFIG_MAX_PRICE_UNITS);
+}
+
+int config_parse_currency(const char *what, const char *s, char out[4], struct kerr *e)
+{
+	for (int i = 0; i < 3; i++) {
+		if (s[i] < 'A' || s[i] > 'Z')
+			goto bad;
+	}
+	if (s[3] != '\0')
+		goto bad;
+	memcpy(out, s, 4);
+	return 0;
+bad:
+	return kerr_set(e, KERR_CONFIG, "%s: '%s' is not a currency; use an ISO 4217 code in capitals, e.g. USD or EUR",
 			what, s);
 }
 
@@ -339,6 +409,16 @@ static int config_apply(struct config *cfg, const struct config_flag *f, const c
 		snprintf(what, sizeof(what), "--%s", f->name);
 		return config_parse_duration(what, v, field, e);
 	}
+	case CK_PRICE: {
+		char what[64];
+		snprintf(what, sizeof(what), "--%s", f->name);
+		return config_parse_price(what, v, field, e);
+	}
+	case CK_CURRENCY: {
+		char what[64];
+		snprintf(what, sizeof(what), "--%s", f->name);
+		return config_parse_currency(what, v, field, e);
+	}
 	case CK_HELP:
 		cfg->help = true;
 		return 0;
@@ -380,10 +460,24 @@ static int config_defaults(struct config *cfg, char *const envp[], struct kerr *
 	cfg->controllers = CONFIG_CTRL_ALL;
 	cfg->billing_period_ms = CONFIG_DEFAULT_PERIOD_MS;
 	cfg->autoscaler_period_ms = CONFIG_DEFAULT_PERIOD_MS;
-	cfg->autoscaler_downscale_stabilization_ms = 300LL * 1000;
+	cfg->price_cpu_core_hour_micro = CONFIG_DEFAULT_PRICE_CPU_MICRO;
+	cfg->price_memory_gib_hour_micro = CONFIG_DEFAULT_PRICE_MEMORY_MICRO;
+	memcpy(cfg->currency, "USD", 4);
 	rc = config_set_str(cfg, CF(leader_election_namespace), "nimbus-system", e);
 	if (rc == 0)
 		rc = config_set_str(cfg, CF(leader_election_id), "nimbus-operator-leader", e);
+	for (size_t i = 0; rc == 0 && i < sizeof(config_flag_env) / sizeof(config_flag_env[0]); i++) {
+		const char *v = config_getenv(envp, config_flag_env[i].name);
+		const struct config_flag *f = config_flags;
+		while (strcmp(f->name, config_flag_env[i].flag) != 0)
+			f++;
+		if (!v)
+			continue;
+		/* Parsed as the flag, but the message names the variable. */
+		void *field = (char *)cfg + f->offset;
+		rc = f->kind == CK_PRICE ? config_parse_price(config_flag_env[i].name, v, field, e)
+					 : config_parse_currency(config_flag_env[i].name, v, field, e);
+	}
 	return rc;
 }
 
@@ -489,6 +583,8 @@ void config_usage(FILE *out)
 	      "  DB_PASSWORD  database password (default none)\n"
 	      "  DB_SSLMODE   disable, allow, prefer, require, verify-ca or verify-full (default disable)\n"
 	      "  JWT_SECRET   HS256 key that signs and verifies API tokens\n"
-	      "  KUBECONFIG   kubeconfig file, when --kubeconfig is not given\n",
+	      "  KUBECONFIG   kubeconfig file, when --kubeconfig is not given\n"
+	      "  NIMBUS_PRICE_CPU_CORE_HOUR, NIMBUS_PRICE_MEMORY_GIB_HOUR, NIMBUS_CURRENCY\n"
+	      "               defaults of --price-cpu-core-hour, --price-memory-gib-hour, --currency\n",
 	      out);
 }

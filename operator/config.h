@@ -16,7 +16,9 @@
  * - Environment, seed-compatible (an empty variable counts as unset):
  *   DB_HOST (localhost), DB_PORT (5432), DB_NAME (nimbus), DB_USER (nimbus),
  *   DB_PASSWORD (none), DB_SSLMODE (disable), JWT_SECRET (none),
- *   KUBECONFIG (none; --kubeconfig wins over it).
+ *   KUBECONFIG (none; --kubeconfig wins over it). And Nimbus' own, each
+ *   the default of a flag that wins over it: NIMBUS_PRICE_CPU_CORE_HOUR,
+ *   NIMBUS_PRICE_MEMORY_GIB_HOUR, NIMBUS_CURRENCY.
  * - Library code: config never prints or exits; main decides.
  * - Every string in struct config is owned by it and freed by config_free().
  */
@@ -82,7 +84,11 @@ struct config {
 	char *dashboard_dir;               /* built dashboard to serve; NULL: none; must be a directory */
 	int64_t billing_period_ms;         /* default 30 s, as the seed's billing loop */
 	int64_t autoscaler_period_ms;      /* default 30 s, as the seed's autoscaler loop */
-	int64_t autoscaler_downscale_stabilization_ms; /* scale-down stabilization window; default 300 s, as the HPA */
+	/* Billing prices in millionths of the currency unit (0.05 = 50000),
+	 * so that invoices are computed in integers, never in floating point. */
+	int64_t price_cpu_core_hour_micro;   /* --price-cpu-core-hour or NIMBUS_PRICE_CPU_CORE_HOUR; default 0.05 */
+	int64_t price_memory_gib_hour_micro; /* --price-memory-gib-hour or NIMBUS_PRICE_MEMORY_GIB_HOUR; default 0.01 */
+	char currency[4];                    /* --currency or NIMBUS_CURRENCY: ISO 4217 code; default USD */
 
 	bool help;                         /* --help was given; nothing after it was parsed */
 };
@@ -106,5 +112,12 @@ void config_usage(FILE *out);
 int config_parse_duration(const char *what, const char *s, int64_t *ms, struct kerr *e);
 /* Parse a listen address (see struct config_addr) for flag `what`. */
 int config_parse_addr(const char *what, const char *s, struct config_addr *out, struct kerr *e);
+/* Parse a price such as "0.05" (a non-negative decimal with at most 6
+ * decimals, at most 1000000000) into millionths of the currency unit.
+ * KERR_CONFIG with a message naming `what` otherwise. */
+int config_parse_price(const char *what, const char *s, int64_t *micro, struct kerr *e);
+/* Check an ISO 4217 currency code (three upper-case letters, "USD") and
+ * copy it into out. KERR_CONFIG with a message naming `what` otherwise. */
+int config_parse_currency(const char *what, const char *s, char out[4], struct kerr *e);
 
 #endif

@@ -15,9 +15,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "autoscaler.h"
+#include "billing.h"
 #include "config.h"
 #include "controller.h"
+#include "db.h"
 #include "informer.h"
 #include "kinds.h"
 #include "kube_client.h"
@@ -56,7 +57,8 @@ struct operator {
 	struct controller *workload;
 	struct workload_deps workload_deps;
 	struct scheduler *scheduler;
-	struct autoscaler *autoscaler;
+	struct billing *billing;
+	struct db_options billing_db; /* borrowed by billing: its strings are cfg's */
 	struct tenant_reconciler *tenants;
 	struct probes *probes;
 	struct leader *leader;
@@ -98,9 +100,8 @@ static int build(struct operator *op, struct kerr *e)
 	    (rc = new_informer(op, INF_QUOTA, &kind_resourcequota, NULL, true, e)) < 0)
 		return rc;
 	/* Every pod, whoever schedules it, counts against its node; the
-	 * scheduler reads them by node through the "node" index, the
-	 * autoscaler by namespace. */
-	if ((rc = new_informer(op, INF_POD, &kind_pod, NULL, true, e)) < 0 ||
+	 * scheduler reads them by node through the "node" index. */
+	if ((rc = new_informer(op, INF_POD, &kind_pod, NULL, false, e)) < 0 ||
 	    (rc = new_informer(op, INF_NODE, &kind_node, NULL, false, e)) < 0)
 		return rc;
 	if ((rc = store_add_index(informer_store(op->inf[INF_POD]), SCHEDULER_NODE_INDEX, scheduler_pod_node_index,
@@ -141,17 +142,40 @@ static int build(struct operator *op, struct kerr *e)
 			return rc;
 	}
 
-	if (op->cfg.controllers & CONFIG_CTRL_AUTOSCALER) {
-		struct autoscale_behavior ab = autoscale_behavior_default();
-		ab.down_window_ms = op->cfg.autoscaler_downscale_stabilization_ms;
-		struct autoscaler_options ao = {.client = op->client, .computerequests = op->inf[INF_CR],
-						.pods = op->inf[INF_POD], .quotas = op->inf[INF_QUOTA],
-						.metrics = op->metrics, .period_ms = op->cfg.autoscaler_period_ms,
-						.behavior = &ab};
-		if ((rc = autoscaler_new(&op->autoscaler, &ao, e)) < 0)
+	if (op->cfg.controllers & CONFIG_CTRL_BILLING) {
+		db_options_from_config(&op->billing_db, &op->cfg);
+		struct billing_options bo = {.client = op->client, .pods = op->inf[INF_POD], .namespaces = op->inf[INF_NS],
+					     .db = &op->billing_db, .metrics = op->metrics,
+					     .period_ms = op->cfg.billing_period_ms};
+		if ((rc = billing_new(&op->billing, &bo, e)) < 0)
 			return rc;
 	}
 	return 0;
+}
+
+/* Apply the schema at start when a controller that needs it runs (several
+ * replicas may: db_migrate serialises them). An unreachable database does
+ * not stop the operator: billing buffers and migrates once it connects. */
+static void migrate_database(struct operator *op)
+{
+	if (!(op->cfg.controllers & (CONFIG_CTRL_TENANT | CONFIG_CTRL_BILLING)))
+		return;
+	struct db_options o;
+	struct db *db = NULL;
+	struct kerr e = {0};
+	size_t n;
+	int applied = 0;
+	const struct db_migration *m = db_migrations(&n);
+	db_options_from_config(&o, &op->cfg);
+	if (db_open(&o, &db, &e) == 0 && db_migrate(db, m, n, &applied, &e) == 0) {
+		char count[16];
+		snprintf(count, sizeof(count), "%d", applied);
+		log_info("main", "database schema up to date", "applied", count, NULL);
+	} else {
+		log_error("main", "cannot reach or migrate the database; billing keeps usage in memory and retries "
+				  "every period; check DB_HOST, DB_PORT and that PostgreSQL is up", "error", e.message, NULL);
+	}
+	db_close(db);
 }
 
 /* The CRD is applied by the user (kubectl apply -f crds/) or the Helm chart;
@@ -191,7 +215,7 @@ static int start_controllers(struct operator *op, struct kerr *e)
 		return e->code;
 	if (op->scheduler && scheduler_start(op->scheduler, e) < 0)
 		return e->code;
-	if (op->autoscaler && autoscaler_start(op->autoscaler, e) < 0)
+	if (op->billing && billing_start(op->billing, e) < 0)
 		return e->code;
 	if (op->tenants && tenant_reconciler_start(op->tenants, e) < 0)
 		return e->code;
@@ -248,6 +272,7 @@ static void sleep_ms(long ms)
 static int run(struct operator *op)
 {
 	struct kerr e = {0};
+	migrate_database(op);
 	if (build(op, &e) < 0) {
 		log_error("main", "cannot start", "error", e.message, "code", kerr_name(e.code), NULL);
 		return 1;
@@ -301,7 +326,7 @@ static void teardown(struct operator *op)
 {
 	controller_stop(op->workload);
 	scheduler_stop(op->scheduler);
-	autoscaler_stop(op->autoscaler);
+	billing_stop(op->billing);
 	tenant_reconciler_stop(op->tenants);
 	for (int i = 0; i < INF_COUNT; i++)
 		informer_stop(op->inf[i]);
@@ -309,7 +334,7 @@ static void teardown(struct operator *op)
 		leader_stop(op->leader, true);
 	controller_free(op->workload);
 	scheduler_free(op->scheduler);
-	autoscaler_free(op->autoscaler);
+	billing_free(op->billing);
 	tenant_reconciler_free(op->tenants);
 	probes_free(op->probes);
 	for (int i = 0; i < INF_COUNT; i++)

@@ -19,7 +19,7 @@ static char *const no_env[] = {NULL};
 /* Load argv (NULL-terminated, without the program name) with envp. */
 static int load(struct config *c, struct kerr *e, char *const envp[], const char *const *args)
 {
-	char *argv[32] = {"nimbus-operator"};
+	char *argv[48] = {"nimbus-operator"};
 	int argc = 1;
 	while (args && args[argc - 1]) {
 		argv[argc] = (char *)args[argc - 1];
@@ -75,7 +75,9 @@ static void defaults(void **state)
 	assert_null(c.dashboard_dir);
 	assert_int_equal(c.billing_period_ms, 30000);
 	assert_int_equal(c.autoscaler_period_ms, 30000);
-	assert_int_equal(c.autoscaler_downscale_stabilization_ms, 300000);
+	assert_int_equal(c.price_cpu_core_hour_micro, 50000);
+	assert_int_equal(c.price_memory_gib_hour_micro, 10000);
+	assert_string_equal(c.currency, "USD");
 	assert_false(c.help);
 	config_free(&c);
 	config_free(&c); /* zeroed: safe twice */
@@ -147,7 +149,9 @@ static void every_flag_both_forms(void **state)
 		{"--dashboard-dir", dir},
 		{"--billing-period", "1m"},
 		{"--autoscaler-period", "15s"},
-		{"--autoscaler-downscale-stabilization", "30s"},
+		{"--price-cpu-core-hour", "0.1"},
+		{"--price-memory-gib-hour", "0.002"},
+		{"--currency", "EUR"},
 	};
 	const size_t n = sizeof(kv) / sizeof(kv[0]);
 
@@ -186,7 +190,9 @@ static void every_flag_both_forms(void **state)
 		assert_string_equal(c.dashboard_dir, dir);
 		assert_int_equal(c.billing_period_ms, 60000);
 		assert_int_equal(c.autoscaler_period_ms, 15000);
-		assert_int_equal(c.autoscaler_downscale_stabilization_ms, 30000);
+		assert_int_equal(c.price_cpu_core_hour_micro, 100000);
+		assert_int_equal(c.price_memory_gib_hour_micro, 2000);
+		assert_string_equal(c.currency, "EUR");
 		config_free(&c);
 	}
 	rmdir(dir);
@@ -249,6 +255,8 @@ static void help_stops_parsing(void **state)
 			      "--leader-elect ", "--leader-election-namespace=NS", "--leader-election-id=NAME",
 			      "--workers=N", "--log-level=LEVEL", "--controllers=LIST", "--kubeconfig=PATH",
 			      "--dashboard-dir=DIR", "--billing-period=DURATION", "--autoscaler-period=DURATION",
+			      "--price-cpu-core-hour=PRICE", "--price-memory-gib-hour=PRICE", "--currency=CODE",
+			      "NIMBUS_PRICE_CPU_CORE_HOUR", "NIMBUS_CURRENCY",
 			      "--help", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_SSLMODE",
 			      "JWT_SECRET", "KUBECONFIG", "default 127.0.0.1:9090", "(default 4)"};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
@@ -354,6 +362,70 @@ static void durations(void **state)
 	}
 }
 
+/* Prices: exact millionths, from flags or the environment (the flag wins),
+ * and a message naming the flag or the variable for anything else. */
+static void prices_and_currency(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *s;
+		int64_t micro;
+	} ok[] = {{"0", 0},	      {"0.05", 50000},	 {"1", 1000000}, {".5", 500000}, {"3.", 3000000},
+		  {"0.000001", 1},    {"12.345678", 12345678}, {"1000000000", 1000000000000000}};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		int64_t micro = -1;
+		struct kerr e = {0};
+		assert_int_equal(config_parse_price("p", ok[i].s, &micro, &e), 0);
+		assert_int_equal(micro, ok[i].micro);
+	}
+	const char *bad[] = {"", ".", "-1", "+1", "0.0000001", "1e3", "$5", "5 ", "1,5", "1000000000.000001",
+			     "99999999999999999999"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		char arg[96], want[256];
+		snprintf(arg, sizeof(arg), "--price-cpu-core-hour=%s", bad[i]);
+		snprintf(want, sizeof(want),
+			 "--price-cpu-core-hour: '%s' is not a price; use a non-negative decimal with at most 6 "
+			 "decimals and no currency sign, e.g. 0.05 (at most 1000000000)",
+			 bad[i]);
+		EXPECT_ERROR(want, arg);
+	}
+	EXPECT_ERROR("--price-memory-gib-hour: 'x' is not a price", "--price-memory-gib-hour", "x");
+	const char *bad_cur[] = {"usd", "US", "USDX", "U1D", ""};
+	for (size_t i = 0; i < sizeof(bad_cur) / sizeof(bad_cur[0]); i++) {
+		char arg[96], want[256];
+		snprintf(arg, sizeof(arg), "--currency=%s", bad_cur[i]);
+		snprintf(want, sizeof(want),
+			 "--currency: '%s' is not a currency; use an ISO 4217 code in capitals, e.g. USD or EUR",
+			 bad_cur[i]);
+		EXPECT_ERROR(want, arg);
+	}
+
+	char *env[] = {"NIMBUS_PRICE_CPU_CORE_HOUR=0.031", "NIMBUS_PRICE_MEMORY_GIB_HOUR=0.004",
+		       "NIMBUS_CURRENCY=JPY", NULL};
+	struct config c;
+	struct kerr e;
+	assert_int_equal(load(&c, &e, env, NULL), 0);
+	assert_int_equal(c.price_cpu_core_hour_micro, 31000);
+	assert_int_equal(c.price_memory_gib_hour_micro, 4000);
+	assert_string_equal(c.currency, "JPY");
+	config_free(&c);
+	assert_int_equal(LOAD(&c, &e, env, "--price-cpu-core-hour=2", "--currency", "EUR"), 0);
+	assert_int_equal(c.price_cpu_core_hour_micro, 2000000);
+	assert_int_equal(c.price_memory_gib_hour_micro, 4000);
+	assert_string_equal(c.currency, "EUR");
+	config_free(&c);
+	/* An empty variable counts as unset. */
+	char *empty[] = {"NIMBUS_PRICE_CPU_CORE_HOUR=", "NIMBUS_CURRENCY=", NULL};
+	assert_int_equal(load(&c, &e, empty, NULL), 0);
+	assert_int_equal(c.price_cpu_core_hour_micro, 50000);
+	assert_string_equal(c.currency, "USD");
+	config_free(&c);
+	char *bad_env[] = {"NIMBUS_PRICE_MEMORY_GIB_HOUR=cheap", NULL};
+	expect_error(bad_env, "NIMBUS_PRICE_MEMORY_GIB_HOUR: 'cheap' is not a price", NULL);
+	char *bad_env2[] = {"NIMBUS_CURRENCY=euro", NULL};
+	expect_error(bad_env2, "NIMBUS_CURRENCY: 'euro' is not a currency", NULL);
+}
+
 static void address_errors(void **state)
 {
 	(void)state;
@@ -387,6 +459,7 @@ int main(void)
 		cmocka_unit_test(duration_errors),
 		cmocka_unit_test(durations),
 		cmocka_unit_test(address_errors),
+		cmocka_unit_test(prices_and_currency),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
