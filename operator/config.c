@@ -76,6 +76,8 @@ static const struct config_flag config_flags[] = {
 	 "how often billing samples usage, e.g. 30s or 1m (default 30s)"},
 	{"autoscaler-period", CK_DURATION, CF(autoscaler_period_ms), "DURATION",
 	 "how often the autoscaler samples usage, e.g. 15s (default 30s)"},
+	{"autoscaler-downscale-stabilization", CK_DURATION, CF(autoscaler_downscale_stabilization_ms), "DURATION",
+	 "the autoscaler scales down to the highest recommendation of this window, as the HPA (default 5m)"},
 	{"price-cpu-core-hour", CK_PRICE, CF(price_cpu_core_hour_micro), "PRICE",
 	 "price of one CPU core for one hour, e.g. 0.05 (default 0.05; env NIMBUS_PRICE_CPU_CORE_HOUR)"},
 	{"price-memory-gib-hour", CK_PRICE, CF(price_memory_gib_hour_micro), "PRICE",
@@ -463,6 +465,7 @@ static int config_defaults(struct config *cfg, char *const envp[], struct kerr *
 	cfg->price_cpu_core_hour_micro = CONFIG_DEFAULT_PRICE_CPU_MICRO;
 	cfg->price_memory_gib_hour_micro = CONFIG_DEFAULT_PRICE_MEMORY_MICRO;
 	memcpy(cfg->currency, "USD", 4);
+	cfg->autoscaler_downscale_stabilization_ms = 300LL * 1000;
 	rc = config_set_str(cfg, CF(leader_election_namespace), "nimbus-system", e);
 	if (rc == 0)
 		rc = config_set_str(cfg, CF(leader_election_id), "nimbus-operator-leader", e);

@@ -89,6 +89,7 @@ struct config {
 	int64_t price_cpu_core_hour_micro;   /* --price-cpu-core-hour or NIMBUS_PRICE_CPU_CORE_HOUR; default 0.05 */
 	int64_t price_memory_gib_hour_micro; /* --price-memory-gib-hour or NIMBUS_PRICE_MEMORY_GIB_HOUR; default 0.01 */
 	char currency[4];                    /* --currency or NIMBUS_CURRENCY: ISO 4217 code; default USD */
+	int64_t autoscaler_downscale_stabilization_ms; /* scale-down stabilization window; default 300 s, as the HPA */
 
 	bool help;                         /* --help was given; nothing after it was parsed */
 };

@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "autoscaler.h"
 #include "billing.h"
 #include "config.h"
 #include "controller.h"
@@ -59,6 +60,7 @@ struct operator {
 	struct scheduler *scheduler;
 	struct billing *billing;
 	struct db_options billing_db; /* borrowed by billing: its strings are cfg's */
+	struct autoscaler *autoscaler;
 	struct tenant_reconciler *tenants;
 	struct probes *probes;
 	struct leader *leader;
@@ -100,8 +102,9 @@ static int build(struct operator *op, struct kerr *e)
 	    (rc = new_informer(op, INF_QUOTA, &kind_resourcequota, NULL, true, e)) < 0)
 		return rc;
 	/* Every pod, whoever schedules it, counts against its node; the
-	 * scheduler reads them by node through the "node" index. */
-	if ((rc = new_informer(op, INF_POD, &kind_pod, NULL, false, e)) < 0 ||
+	 * scheduler reads them by node through the "node" index, the
+	 * autoscaler by namespace. */
+	if ((rc = new_informer(op, INF_POD, &kind_pod, NULL, true, e)) < 0 ||
 	    (rc = new_informer(op, INF_NODE, &kind_node, NULL, false, e)) < 0)
 		return rc;
 	if ((rc = store_add_index(informer_store(op->inf[INF_POD]), SCHEDULER_NODE_INDEX, scheduler_pod_node_index,
@@ -148,6 +151,17 @@ static int build(struct operator *op, struct kerr *e)
 					     .db = &op->billing_db, .metrics = op->metrics,
 					     .period_ms = op->cfg.billing_period_ms};
 		if ((rc = billing_new(&op->billing, &bo, e)) < 0)
+			return rc;
+	}
+
+	if (op->cfg.controllers & CONFIG_CTRL_AUTOSCALER) {
+		struct autoscale_behavior ab = autoscale_behavior_default();
+		ab.down_window_ms = op->cfg.autoscaler_downscale_stabilization_ms;
+		struct autoscaler_options ao = {.client = op->client, .computerequests = op->inf[INF_CR],
+						.pods = op->inf[INF_POD], .quotas = op->inf[INF_QUOTA],
+						.metrics = op->metrics, .period_ms = op->cfg.autoscaler_period_ms,
+						.behavior = &ab};
+		if ((rc = autoscaler_new(&op->autoscaler, &ao, e)) < 0)
 			return rc;
 	}
 	return 0;
@@ -216,6 +230,8 @@ static int start_controllers(struct operator *op, struct kerr *e)
 	if (op->scheduler && scheduler_start(op->scheduler, e) < 0)
 		return e->code;
 	if (op->billing && billing_start(op->billing, e) < 0)
+		return e->code;
+	if (op->autoscaler && autoscaler_start(op->autoscaler, e) < 0)
 		return e->code;
 	if (op->tenants && tenant_reconciler_start(op->tenants, e) < 0)
 		return e->code;
@@ -327,6 +343,7 @@ static void teardown(struct operator *op)
 	controller_stop(op->workload);
 	scheduler_stop(op->scheduler);
 	billing_stop(op->billing);
+	autoscaler_stop(op->autoscaler);
 	tenant_reconciler_stop(op->tenants);
 	for (int i = 0; i < INF_COUNT; i++)
 		informer_stop(op->inf[i]);
@@ -335,6 +352,7 @@ static void teardown(struct operator *op)
 	controller_free(op->workload);
 	scheduler_free(op->scheduler);
 	billing_free(op->billing);
+	autoscaler_free(op->autoscaler);
 	tenant_reconciler_free(op->tenants);
 	probes_free(op->probes);
 	for (int i = 0; i < INF_COUNT; i++)

@@ -78,6 +78,7 @@ static void defaults(void **state)
 	assert_int_equal(c.price_cpu_core_hour_micro, 50000);
 	assert_int_equal(c.price_memory_gib_hour_micro, 10000);
 	assert_string_equal(c.currency, "USD");
+	assert_int_equal(c.autoscaler_downscale_stabilization_ms, 300000);
 	assert_false(c.help);
 	config_free(&c);
 	config_free(&c); /* zeroed: safe twice */
@@ -152,6 +153,7 @@ static void every_flag_both_forms(void **state)
 		{"--price-cpu-core-hour", "0.1"},
 		{"--price-memory-gib-hour", "0.002"},
 		{"--currency", "EUR"},
+		{"--autoscaler-downscale-stabilization", "30s"},
 	};
 	const size_t n = sizeof(kv) / sizeof(kv[0]);
 
@@ -193,6 +195,7 @@ static void every_flag_both_forms(void **state)
 		assert_int_equal(c.price_cpu_core_hour_micro, 100000);
 		assert_int_equal(c.price_memory_gib_hour_micro, 2000);
 		assert_string_equal(c.currency, "EUR");
+		assert_int_equal(c.autoscaler_downscale_stabilization_ms, 30000);
 		config_free(&c);
 	}
 	rmdir(dir);
