@@ -552,7 +552,7 @@ static void purge_closed(struct billing *b)
 
 static void buffer_checks(struct billing *b)
 {
-	char rows[24], cap[24], dropped[24];
+	char rows[24], cap[24], dropped[24], total[24];
 	snprintf(rows, sizeof(rows), "%zu", b->len);
 	snprintf(cap, sizeof(cap), "%zu", b->o.buffer_rows);
 	if (b->dropped_cycle > 0) {
@@ -560,10 +560,11 @@ static void buffer_checks(struct billing *b)
 		if (b->m_dropped)
 			metrics_counter_add(b->m_dropped, (double)b->dropped_cycle, NULL, 0);
 		snprintf(dropped, sizeof(dropped), "%llu", (unsigned long long)b->dropped_cycle);
+		snprintf(total, sizeof(total), "%llu", (unsigned long long)b->dropped_total);
 		log_error(LOGGER,
 			  "billing buffer full: the oldest usage rows were dropped and their usage is lost; "
 			  "bring the database back or raise the buffer",
-			  "dropped", dropped, "rows", rows, "capacity", cap, NULL);
+			  "dropped", dropped, "dropped_since_start", total, "rows", rows, "capacity", cap, NULL);
 		b->dropped_cycle = 0;
 	}
 	if (!b->warned_half && b->len * 2 > b->o.buffer_rows) {
