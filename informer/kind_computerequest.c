@@ -17,6 +17,9 @@ struct cr_state {
 	int has_autoscaling;
 	int64_t min_replicas, max_replicas, target_cpu_percent, target_memory_percent;
 	int64_t observed_generation, status_replicas, ready_replicas;
+	int has_as_status;
+	int64_t as_current, as_desired, as_cpu, as_memory;
+	const char *as_last_scale, *as_reason;
 	struct klabels pod_annotations;
 	struct kvec conditions; /* of struct kcondition_scratch */
 	const char *validation_error; /* first problem in the spec */
@@ -29,6 +32,7 @@ static void cr_begin(void *state)
 	b->replicas = -1;
 	b->min_replicas = b->max_replicas = -1;
 	b->target_cpu_percent = b->target_memory_percent = -1;
+	b->as_current = b->as_desired = b->as_cpu = b->as_memory = -1;
 }
 
 static void cr_invalid(struct kdecode *d, struct cr_state *b, const char *fmt, ...)
@@ -134,6 +138,20 @@ static void cr_value(struct kdecode *d, void *state, const struct json_path *p,
 		kd_int(d, p, type, s, len, &b->status_replicas);
 	} else if (kpath_match(p, "status.readyReplicas", NULL)) {
 		kd_int(d, p, type, s, len, &b->ready_replicas);
+	} else if (kpath_prefix(p, "status.autoscaling", NULL, &r)) {
+		b->has_as_status = 1;
+		if (kpath_match(&r, "currentReplicas", NULL))
+			kd_int(d, p, type, s, len, &b->as_current);
+		else if (kpath_match(&r, "desiredReplicas", NULL))
+			kd_int(d, p, type, s, len, &b->as_desired);
+		else if (kpath_match(&r, "currentCPUUtilizationPercentage", NULL))
+			kd_int(d, p, type, s, len, &b->as_cpu);
+		else if (kpath_match(&r, "currentMemoryUtilizationPercentage", NULL))
+			kd_int(d, p, type, s, len, &b->as_memory);
+		else if (kpath_match(&r, "lastScaleTime", NULL))
+			kd_string(d, p, type, s, len, &b->as_last_scale);
+		else if (kpath_match(&r, "reason", NULL))
+			kd_string(d, p, type, s, len, &b->as_reason);
 	} else if (kpath_prefix(p, "status.conditions.#", idx, &r)) {
 		kd_condition(d, &b->conditions, idx[0], &r, p, type, s, len);
 	}
@@ -167,6 +185,13 @@ static struct kobj *cr_end(struct kdecode *d, void *state, struct kalloc *a)
 	o->conditions = ka_conditions(a, &b->conditions, &o->nconditions);
 	if (b->conditions.n && !o->conditions)
 		return NULL;
+	o->has_autoscaling_status = b->has_as_status;
+	o->as_current_replicas = b->as_current;
+	o->as_desired_replicas = b->as_desired;
+	o->as_cpu_percent = b->as_cpu;
+	o->as_memory_percent = b->as_memory;
+	o->as_last_scale_time = ka_str(a, b->as_last_scale);
+	o->as_reason = ka_str(a, b->as_reason);
 	o->validation_error = ka_str(a, b->validation_error);
 	return &o->meta;
 }

@@ -283,6 +283,15 @@ struct kcomputerequest {
 	int64_t ready_replicas;     /* status.readyReplicas; 0 when absent */
 	size_t nconditions;
 	const struct kcondition *conditions; /* status.conditions, at most KCONDITIONS_MAX */
+	/* status.autoscaling, the autoscaler's last decision (the API shows it);
+	 * each number -1 and each string "" when absent. */
+	int has_autoscaling_status;
+	int64_t as_current_replicas;
+	int64_t as_desired_replicas;
+	int64_t as_cpu_percent;       /* currentCPUUtilizationPercentage */
+	int64_t as_memory_percent;    /* currentMemoryUtilizationPercentage */
+	const char *as_last_scale_time; /* RFC 3339 */
+	const char *as_reason;
 	/* Spec values are written by users, so a bad one (cpu "lots", replicas
 	 * "3") does not fail the decode: the first problem is described here for
 	 * the operator to put on the object's status, and the value reads as

@@ -53,6 +53,11 @@ static const struct config_flag config_flags[] = {
 	 "/healthz and /readyz listen address, host:port or 0 to disable (default 127.0.0.1:9091)"},
 	{"api-bind-address", CK_ADDR, CF(api_addr), "ADDR",
 	 "REST API and dashboard listen address, host:port or 0 to disable (default 127.0.0.1:8080)"},
+	{"api-tls-cert", CK_STRING, CF(api_tls_cert), "PATH",
+	 "PEM certificate chain of the API: HTTPS with --api-tls-key (default none: HTTP)"},
+	{"api-tls-key", CK_STRING, CF(api_tls_key), "PATH", "PEM private key of the API (default none)"},
+	{"cors-origin", CK_STRING, CF(cors_origin), "ORIGIN",
+	 "the one browser origin allowed to call the API cross-origin, e.g. https://dash.example.com (default none)"},
 	{"leader-elect", CK_BOOL, CF(leader_elect), NULL,
 	 "elect a leader through a Lease so that only one replica acts (default false)"},
 	{"leader-election-namespace", CK_STRING, CF(leader_election_namespace), "NS",
@@ -102,6 +107,7 @@ static const struct {
 	{"DB_PASSWORD", CF(db_password), NULL},
 	{"DB_SSLMODE", CF(db_sslmode), "disable"},
 	{"JWT_SECRET", CF(jwt_secret), NULL},
+	{"NIMBUS_ADMIN_PASSWORD", CF(admin_password), NULL},
 	{"KUBECONFIG", CF(kubeconfig), NULL},
 };
 
@@ -560,6 +566,10 @@ void config_free(struct config *cfg)
 	free(cfg->leader_election_namespace);
 	free(cfg->leader_election_id);
 	free(cfg->dashboard_dir);
+	free(cfg->api_tls_cert);
+	free(cfg->api_tls_key);
+	free(cfg->cors_origin);
+	free(cfg->admin_password);
 	memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -585,7 +595,10 @@ void config_usage(FILE *out)
 	      "  DB_USER      database user (default nimbus)\n"
 	      "  DB_PASSWORD  database password (default none)\n"
 	      "  DB_SSLMODE   disable, allow, prefer, require, verify-ca or verify-full (default disable)\n"
-	      "  JWT_SECRET   HS256 key that signs and verifies API tokens\n"
+	      "  JWT_SECRET   HS256 key that signs and verifies API tokens, at least 32 bytes\n"
+	      "               (make one with: openssl rand -hex 32)\n"
+	      "  NIMBUS_ADMIN_PASSWORD  the API administrator's password (default: generated at the\n"
+	      "               first start and logged once)\n"
 	      "  KUBECONFIG   kubeconfig file, when --kubeconfig is not given\n"
 	      "  NIMBUS_PRICE_CPU_CORE_HOUR, NIMBUS_PRICE_MEMORY_GIB_HOUR, NIMBUS_CURRENCY\n"
 	      "               defaults of --price-cpu-core-hour, --price-memory-gib-hour, --currency\n",

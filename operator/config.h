@@ -19,6 +19,7 @@
  *   KUBECONFIG (none; --kubeconfig wins over it). And Nimbus' own, each
  *   the default of a flag that wins over it: NIMBUS_PRICE_CPU_CORE_HOUR,
  *   NIMBUS_PRICE_MEMORY_GIB_HOUR, NIMBUS_CURRENCY.
+ * - NIMBUS_ADMIN_PASSWORD (none) sets the API administrator's password.
  * - Library code: config never prints or exits; main decides.
  * - Every string in struct config is owned by it and freed by config_free().
  */
@@ -68,6 +69,16 @@ struct config {
 	struct config_addr health_addr;
 	/* Default 127.0.0.1:8080. */
 	struct config_addr api_addr;
+	/* PEM certificate chain and private key of the API, --api-tls-cert and
+	 * --api-tls-key: HTTPS when both are set; NULL: plain HTTP. */
+	char *api_tls_cert;
+	char *api_tls_key;
+	/* --cors-origin: the one browser origin ("https://dash.example.com")
+	 * allowed to call the API cross-origin; NULL: none. */
+	char *cors_origin;
+	/* NIMBUS_ADMIN_PASSWORD: the API administrator's password; NULL: one is
+	 * generated at the first start and logged once (api.h). */
+	char *admin_password;
 
 	bool leader_elect;                 /* default false */
 	char *leader_election_namespace;   /* default "nimbus-system" */

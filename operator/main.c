@@ -17,6 +17,7 @@
 
 #include "autoscaler.h"
 #include "billing.h"
+#include "api.h"
 #include "config.h"
 #include "controller.h"
 #include "db.h"
@@ -63,6 +64,7 @@ struct operator {
 	struct autoscaler *autoscaler;
 	struct tenant_reconciler *tenants;
 	struct probes *probes;
+	struct api *api; /* the REST API, in every replica; NULL when --api-bind-address=0 */
 	struct leader *leader;
 	bool controllers_running;
 };
@@ -162,6 +164,16 @@ static int build(struct operator *op, struct kerr *e)
 						.metrics = op->metrics, .period_ms = op->cfg.autoscaler_period_ms,
 						.behavior = &ab};
 		if ((rc = autoscaler_new(&op->autoscaler, &ao, e)) < 0)
+			return rc;
+	}
+	/* The API serves reads from the caches in every replica, so it is built
+	 * whatever the controllers; a missing or short JWT_SECRET stops the
+	 * start here, with how to make one. */
+	if (op->cfg.api_addr.port) {
+		struct api_options ao = {.cfg = &op->cfg, .client = op->client, .namespaces = op->inf[INF_NS],
+					 .computerequests = op->inf[INF_CR], .pods = op->inf[INF_POD],
+					 .nodes = op->inf[INF_NODE], .scheduler = op->scheduler, .metrics = op->metrics};
+		if ((rc = api_new(&op->api, &ao, e)) < 0)
 			return rc;
 	}
 	return 0;
@@ -312,6 +324,10 @@ static int run(struct operator *op)
 			;
 		log_info("main", "cache synced", "kind", informer_kind(op->inf[i])->name, NULL);
 	}
+	if (op->api && !stop_signal && api_start(op->api, &e) < 0) {
+		log_error("main", "cannot serve the REST API", "error", e.message, NULL);
+		return 1;
+	}
 	if (op->cfg.leader_elect && start_leader(op, &e) < 0) {
 		log_error("main", "cannot start leader election", "error", e.message, NULL);
 		return 1;
@@ -345,6 +361,7 @@ static void teardown(struct operator *op)
 	billing_stop(op->billing);
 	autoscaler_stop(op->autoscaler);
 	tenant_reconciler_stop(op->tenants);
+	api_stop(op->api);
 	for (int i = 0; i < INF_COUNT; i++)
 		informer_stop(op->inf[i]);
 	if (op->leader)
@@ -354,6 +371,7 @@ static void teardown(struct operator *op)
 	billing_free(op->billing);
 	autoscaler_free(op->autoscaler);
 	tenant_reconciler_free(op->tenants);
+	api_free(op->api);
 	probes_free(op->probes);
 	for (int i = 0; i < INF_COUNT; i++)
 		informer_free(op->inf[i]);

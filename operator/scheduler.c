@@ -931,3 +931,15 @@ size_t scheduler_pending(struct scheduler *s)
 	pthread_mutex_unlock(&s->mu);
 	return n;
 }
+
+bool scheduler_node_usage(struct scheduler *s, const char *node, struct kresources *out, int64_t *age_ms)
+{
+	pthread_mutex_lock(&s->usage_mu);
+	const struct usage_entry *u = s->usage_at_ms ? usage_find(s, node) : NULL;
+	if (u) {
+		*out = u->usage;
+		*age_ms = mono_ms() - s->usage_at_ms;
+	}
+	pthread_mutex_unlock(&s->usage_mu);
+	return u != NULL;
+}

@@ -48,6 +48,7 @@
 #ifndef NIMBUS_SCHEDULER_H
 #define NIMBUS_SCHEDULER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -113,5 +114,10 @@ void scheduler_free(struct scheduler *s);
 size_t scheduler_recent(struct scheduler *s, struct scheduler_placement *out, size_t max);
 /* Pods of ours not yet seen bound (queued, in flight or parked). */
 size_t scheduler_pending(struct scheduler *s);
+/* The latest live usage of node from metrics.k8s.io into *out, and how
+ * old that sample is in ms into *age_ms. False when there is none: no
+ * sample yet, the node is not in it, or the sampler does not run here
+ * (a replica that is not the leader). */
+bool scheduler_node_usage(struct scheduler *s, const char *node, struct kresources *out, int64_t *age_ms);
 
 #endif

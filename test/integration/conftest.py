@@ -5,6 +5,7 @@ starts (KUBECONFIG and DB_* are in the environment); nothing here is mocked.
 """
 import json
 import os
+import socket
 import subprocess
 import time
 import uuid
@@ -59,9 +60,10 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 class Operator:
     """A running nimbus-operator with its JSON log lines collected."""
 
-    def __init__(self, build_dir, log_path, *args):
+    def __init__(self, build_dir, log_path, *args, env=None):
         self.log_path = log_path
         self.args = args
+        self.env = env
         self.build_dir = build_dir
         self.proc = None
         self.start()
@@ -69,7 +71,7 @@ class Operator:
     def start(self):
         self.log = open(self.log_path, "a")
         self.proc = subprocess.Popen([os.path.join(self.build_dir, "operator/nimbus-operator"), *self.args],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
         wait_until(lambda: self.proc.poll() is not None or "reconcilers started" in self.text(), 60,
                    what="nimbus-operator to start its reconcilers")
         assert self.proc.poll() is None, f"nimbus-operator exited at start: {self.text()[-3000:]}"
@@ -114,6 +116,38 @@ def operator(build_dir, tmp_path, crd):
                       "--health-probe-bind-address=0", "--api-bind-address=0", *args)
         started.append(op)
         return op
+    yield start
+    for op in started:
+        op.stop()
+
+
+# The API's test credentials: a JWT_SECRET of 64 bytes and an admin password.
+API_JWT_SECRET = "a3f1c0de" * 8
+API_ADMIN_PASSWORD = "test-admin-password-0123"
+
+
+def free_port():
+    """A loopback port free now (the kernel's pick; config refuses port 0)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def api_operator(build_dir, tmp_path, crd):
+    """nimbus-operator serving the REST API on a free loopback port, with
+    JWT_SECRET and NIMBUS_ADMIN_PASSWORD in its environment (env= adds to or
+    overrides them). Returns (operator, base URL)."""
+    started = []
+
+    def start(*args, env=None):
+        full = dict(os.environ, JWT_SECRET=API_JWT_SECRET, NIMBUS_ADMIN_PASSWORD=API_ADMIN_PASSWORD)
+        full.update(env or {})
+        port = free_port()
+        op = Operator(build_dir, str(tmp_path / f"api-operator-{len(started)}.log"), "--metrics-bind-address=0",
+                      "--health-probe-bind-address=0", f"--api-bind-address=127.0.0.1:{port}", *args, env=full)
+        started.append(op)
+        return op, f"http://127.0.0.1:{port}"
     yield start
     for op in started:
         op.stop()
