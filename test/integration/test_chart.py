@@ -422,6 +422,21 @@ def cr_doc(name, tid, replicas, **spec):
                                 "replicas": replicas, **spec}})
 
 
+def api_call(replica, method, path, body=None, token=None):
+    """A REST API request to one replica; the decoded JSON answer (None when empty). Fails on 4xx/5xx."""
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urllib.request.Request(f"http://127.0.0.1:{replica.api_port}{path}", method=method, headers=headers,
+                                 data=json.dumps(body).encode() if body is not None else None)
+    try:
+        with urllib.request.urlopen(req, timeout=15) as r:
+            text = r.read().decode()
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"{method} {path} on {replica.name}: {e.code} {e.read().decode()[:500]}")
+    return json.loads(text) if text else None
+
+
 def operator_cli(*args):
     return run(os.path.join(os.environ["NIMBUS_BUILD_DIR"], "operator", "nimbus-operator"), *args, timeout=60)
 
@@ -469,7 +484,7 @@ def test_install_in_cluster_rbac_leader_election_upgrade_uninstall(helm, crd, re
     # Least privilege, seen from the apiserver: what the operator needs and nothing broad.
     def can(*args):
         return kubectl("auth", "can-i", *args, f"--as={SA}", check=False).stdout.strip() == "yes"
-    assert can("create", "pods", "--subresource=binding", "-A")
+    assert can("create", "pods", "--subresource=binding", "-A") and can("delete", "computerequests.nimbus.io", "-A")
     assert can("patch", "computerequests.nimbus.io", "--subresource=scale", "-A")
     assert can("bind", "clusterroles/edit") and not can("bind", "clusterroles/admin")
     for verb, what in (("list", "secrets"), ("get", "secrets"), ("create", "pods"), ("delete", "pods"),
@@ -516,6 +531,22 @@ def test_install_in_cluster_rbac_leader_election_upgrade_uninstall(helm, crd, re
                        what=f"{kind} {name} of the tenant")
         wait_until(lambda: kubectl("get", "serviceaccount", "default", "-n", ns, check=False).returncode == 0, 60,
                    interval=0.2, what="the tenant namespace's default ServiceAccount")
+        # The REST API on the follower (every replica serves it): the admin
+        # logs in with the chart's generated password and creates, scales and
+        # deletes a workload (computerequests create, scale, delete).
+        token = api_call(follower, "POST", "/auth/token", {"username": "admin", "password": admin_password})["token"]
+        assert any(t.get("id") == tid for t in api_call(follower, "GET", "/api/v1/tenants", token=token)["items"])
+        wl = f"/api/v1/tenants/{tid}/workloads"
+        api_call(follower, "POST", wl, {"name": "via-api", "image": "nginx", "cpu": "100m", "memory": "64Mi",
+                                        "replicas": 1}, token=token)
+        wait_until(lambda: kubectl("get", "computerequest", "via-api", "-n", ns, check=False).returncode == 0, 10,
+                   what="the ComputeRequest created through the API")
+        api_call(follower, "PATCH", f"{wl}/via-api", {"replicas": 2}, token=token)
+        assert kubectl_json("get", "computerequest", "via-api", "-n", ns)["spec"]["replicas"] == 2
+        api_call(follower, "DELETE", f"{wl}/via-api", token=token)
+        wait_until(lambda: kubectl("get", "computerequest", "via-api", "-n", ns, check=False).returncode != 0, 30,
+                   what="the ComputeRequest deleted through the API")
+
         # ...a ComputeRequest that the autoscaler grows (usage 95% of the request, target 50%)...
         kubectl("apply", "-f", "-", input=cr_doc("web", tid, 1, autoscaling={
             "minReplicas": 1, "maxReplicas": 3, "targetCPUUtilizationPercentage": 50},

@@ -20,11 +20,6 @@ from conftest import ROOT
 DOCKERFILE = os.path.join(ROOT, "Dockerfile")
 # In the runtime stage for a reason other than a NEEDED library.
 RUNTIME_EXTRAS = {"ca-certificates"}  # TLS to an external PostgreSQL (sslmode verify-full)
-# Installed ahead of the code that links it: the REST API's HS256 tokens
-# (libjwt, operator/auth.c) are being wired into nimbus-operator. Remove the
-# entry once the binary links libjwt.so.0; the check below then holds
-# without it.
-RUNTIME_AHEAD = {"libjwt0"}
 
 
 def stages():
@@ -102,7 +97,7 @@ def test_build_script_and_runtime_libraries(tmp_path):
     packages.discard("libc6")  # in every Debian image
     runtime = set(apt_packages(stages()[1]))
     assert packages <= runtime, f"the runtime stage lacks {packages - runtime} (the binary links them)"
-    extra = runtime - packages - RUNTIME_EXTRAS - RUNTIME_AHEAD
+    extra = runtime - packages - RUNTIME_EXTRAS
     assert not extra, f"the runtime stage installs {extra}, which the binary does not link"
 
 
