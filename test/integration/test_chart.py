@@ -42,7 +42,10 @@ PROM_OPERATOR_VERSION = "v0.85.0"
 PROM_OPERATOR_SUM = "h1:M5xLCLEoaW2IJfnuCwFzzpL+jSVQu3KGT84Pye+fW8s="  # as go.sum would pin it
 
 LEASE_S, RENEW_S, RETRY_S = 4, 3, 0.5
-TAKEOVER_MAX_S = LEASE_S + 2 * RETRY_S * 1.2 + 1.0  # expiry by the follower's clock, its retry, slack
+# Expiry by the follower's clock (counted from when it last saw a renewal, up
+# to one jittered retry period after the renewal), its next attempt, and
+# slack for a loaded 2-core machine.
+TAKEOVER_MAX_S = LEASE_S + 2 * RETRY_S * 1.2 + 2.0
 
 # What the chart must render, by values.
 DEFAULT_KINDS = {"ServiceAccount", "Secret", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Lease",
