@@ -347,6 +347,38 @@ static void set_status(struct ctx *c, int status)
 	httpd_response_status(c->resp, status);
 }
 
+/* Length of the valid UTF-8 sequence at s (1-4), or 0 if it is not one. */
+static size_t utf8_seq(const unsigned char *s)
+{
+	if (s[0] < 0x80)
+		return 1;
+	size_t n = s[0] >= 0xC2 && s[0] <= 0xDF ? 2 : s[0] >= 0xE0 && s[0] <= 0xEF ? 3 : s[0] >= 0xF0 && s[0] <= 0xF4 ? 4 : 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xC0) != 0x80)
+			return 0;
+	}
+	/* Overlong three-byte forms, UTF-16 surrogates, beyond U+10FFFF. */
+	if ((s[0] == 0xE0 && s[1] < 0xA0) || (s[0] == 0xED && s[1] >= 0xA0) || (s[0] == 0xF0 && s[1] < 0x90) ||
+	    (s[0] == 0xF4 && s[1] >= 0x90))
+		return 0;
+	return n;
+}
+
+/* Replace each byte that does not start valid UTF-8 with '?', in place:
+ * messages quote user input (paths, names), may be cut mid-character by
+ * snprintf, and yajl refuses to write invalid UTF-8. */
+static void utf8_sanitize(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	while (*p) {
+		size_t n = utf8_seq(p);
+		if (n == 0)
+			*p++ = '?';
+		else
+			p += n;
+	}
+}
+
 static int problem(struct ctx *c, int status, const char *field, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 
@@ -357,9 +389,13 @@ static int problem(struct ctx *c, int status, const char *field, const char *fmt
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
+	char f[128];
+	snprintf(f, sizeof(f), "%s", field ? field : "");
+	utf8_sanitize(detail);
+	utf8_sanitize(f);
 	char *body;
 	size_t len;
-	int rc = api_problem_json(status, detail, field, &body, &len);
+	int rc = api_problem_json(status, detail, f, &body, &len);
 	if (rc < 0)
 		return rc;
 	set_status(c, status);
@@ -1116,6 +1152,17 @@ static int h_keys_delete(struct ctx *c)
 
 /* ---- workloads ---------------------------------------------------------------------------------- */
 
+/* A workload and its tenant, sorted together. */
+struct tenant_obj {
+	struct kobj *o;
+	char tenant[64];
+};
+
+static int cmp_tenant_obj(const void *x, const void *y)
+{
+	return strcmp(((const struct tenant_obj *)x)->o->key, ((const struct tenant_obj *)y)->o->key);
+}
+
 /* Workloads (ComputeRequests in tenant namespaces) visible to the caller,
  * of tenant only when it is not NULL, sorted by key. Each object's tenant
  * is its namespace's label, copied into tenants[i]. */
@@ -1156,17 +1203,23 @@ static int visible_workloads(struct ctx *c, const char *tenant, struct kobj ***o
 		}
 	}
 	/* Sort objects and their tenants together by key. */
-	for (size_t i = 1; i < k; i++) {
-		for (size_t j = i; j > 0 && strcmp(all[j - 1]->key, all[j]->key) > 0; j--) {
-			struct kobj *o = all[j];
-			char t[64];
-			all[j] = all[j - 1];
-			all[j - 1] = o;
-			memcpy(t, ts[j], sizeof(t));
-			memcpy(ts[j], ts[j - 1], sizeof(t));
-			memcpy(ts[j - 1], t, sizeof(t));
-		}
+	struct tenant_obj *pairs = k ? malloc(k * sizeof(*pairs)) : NULL;
+	if (k && !pairs) {
+		store_list_free(all, k);
+		free(ts);
+		return KERR_NOMEM;
 	}
+	for (size_t i = 0; i < k; i++) {
+		pairs[i].o = all[i];
+		memcpy(pairs[i].tenant, ts[i], sizeof(pairs[i].tenant));
+	}
+	if (k)
+		qsort(pairs, k, sizeof(*pairs), cmp_tenant_obj);
+	for (size_t i = 0; i < k; i++) {
+		all[i] = pairs[i].o;
+		memcpy(ts[i], pairs[i].tenant, sizeof(ts[i]));
+	}
+	free(pairs);
 	*out = all;
 	*tenants = ts;
 	*n = k;
@@ -1218,6 +1271,8 @@ static int h_workloads_get(struct ctx *c)
 	int rc = 0;
 	if (n < 0 && n != KERR_NOT_FOUND)
 		return problem(c, 400, "tenant", "tenant must be a tenant id");
+	if (n >= 0 && tenant_validate_name(tenant, NULL) < 0)
+		return not_found(c, "tenant", tenant);
 	if (n >= 0 && !allowed(c, tenant, false, "tenant", tenant, &rc))
 		return rc;
 	return list_workloads(c, n >= 0 ? tenant : NULL);
@@ -1966,6 +2021,14 @@ static int dispatch(struct ctx *c)
 		if (auth_bearer(req->authorization, &tok, &e) < 0 ||
 		    auth_token_verify(c->a->cfg->jwt_secret, tok, now_s(), &c->who, &e) < 0)
 			return problem(c, 401, NULL, "%s", e.message);
+	}
+	/* A name that cannot be a tenant or an object cannot exist: answer 404
+	 * here rather than send it to the database or the apiserver. */
+	for (size_t i = 0; i < c->m.nparams; i++) {
+		const char *v = c->m.params[i];
+		bool is_tenant = i == 0 && c->m.route != API_R_EVENTS;
+		if (is_tenant ? tenant_validate_name(v, NULL) < 0 : !valid_name(v))
+			return not_found(c, is_tenant ? "tenant" : "workload", v);
 	}
 	return op->fn(c);
 }
