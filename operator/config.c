@@ -26,6 +26,7 @@ enum config_kind {
 	CK_STRING,
 	CK_DIR,
 	CK_INT,
+	CK_RATE,
 	CK_LOG_LEVEL,
 	CK_CONTROLLERS,
 	CK_DURATION,
@@ -71,6 +72,10 @@ static const struct config_flag config_flags[] = {
 	{"leader-elect-retry-period", CK_DURATION, CF(leader_elect_retry_period_ms), "DURATION",
 	 "wait between attempts to acquire or renew the lease (default 2s)"},
 	{"workers", CK_INT, CF(workers), "N", "reconcile workers per controller, 1-1024 (default 4)"},
+	{"kube-api-qps", CK_RATE, CF(kube_api_qps), "N",
+	 "requests per second to the apiserver, besides watches, 1-100000 (default 200)"},
+	{"kube-api-burst", CK_RATE, CF(kube_api_burst), "N",
+	 "requests allowed at once above --kube-api-qps, 1-100000 (default 400)"},
 	{"log-level", CK_LOG_LEVEL, CF(log_level), "LEVEL", "debug, info, warn or error (default info)"},
 	{"controllers", CK_CONTROLLERS, CF(controllers), "LIST",
 	 "comma-separated controllers to run: tenant,workload,scheduler,autoscaler,billing (default all)"},
@@ -402,6 +407,12 @@ static int config_apply(struct config *cfg, const struct config_flag *f, const c
 					f->name, v, CONFIG_MAX_WORKERS, f->name);
 		*(int *)field = (int)n;
 		return 0;
+	case CK_RATE:
+		if (!config_parse_long(v, 1, 100000, &n))
+			return kerr_set(e, KERR_CONFIG, "--%s: '%s' is not a whole number from 1 to 100000; use e.g. --%s=200",
+					f->name, v, f->name);
+		*(int *)field = (int)n;
+		return 0;
 	case CK_LOG_LEVEL: {
 		enum log_level lvl;
 		if (log_level_parse(v, &lvl, NULL) != 0)
@@ -464,6 +475,11 @@ static int config_defaults(struct config *cfg, char *const envp[], struct kerr *
 	cfg->leader_elect_renew_deadline_ms = 10000;
 	cfg->leader_elect_retry_period_ms = 2000;
 	cfg->workers = 4;
+	/* client-go's 50/100 throttles an operator that creates a Deployment
+	 * and writes status for each of 20 requests a second; 200/400 keeps
+	 * the apiserver, not the client, the limit. */
+	cfg->kube_api_qps = 200;
+	cfg->kube_api_burst = 400;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->controllers = CONFIG_CTRL_ALL;
 	cfg->billing_period_ms = CONFIG_DEFAULT_PERIOD_MS;

@@ -90,6 +90,8 @@ struct config {
 	int64_t leader_elect_retry_period_ms;   /* default 2 s */
 
 	int workers;                       /* reconcile workers per controller, 1-1024; default 4 */
+	int kube_api_qps;                  /* client-side rate limit of non-watch requests; default 200 */
+	int kube_api_burst;                /* default 400 */
 	enum log_level log_level;          /* default info */
 	unsigned controllers;              /* CONFIG_CTRL_* bits; default all */
 	char *dashboard_dir;               /* built dashboard to serve; NULL: none; must be a directory */

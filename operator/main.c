@@ -86,7 +86,8 @@ static int build(struct operator *op, struct kerr *e)
 				    : kubeconfig_load_default(&kc, NULL, e);
 	if (rc < 0)
 		return rc;
-	struct kube_client_options co = {.user_agent = "nimbus-operator/0.1.0"};
+	struct kube_client_options co = {.user_agent = "nimbus-operator/0.1.0", .qps = op->cfg.kube_api_qps,
+					 .burst = op->cfg.kube_api_burst};
 	rc = kube_client_new(&op->client, &kc, &co, e);
 	log_info("main", "kubernetes client ready", "server", kc.server, "config", kc.origin ? kc.origin : "", NULL);
 	kube_config_free(&kc);

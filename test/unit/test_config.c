@@ -70,6 +70,8 @@ static void defaults(void **state)
 	assert_string_equal(c.leader_election_namespace, "nimbus-system");
 	assert_string_equal(c.leader_election_id, "nimbus-operator-leader");
 	assert_int_equal(c.workers, 4);
+	assert_int_equal(c.kube_api_qps, 200);
+	assert_int_equal(c.kube_api_burst, 400);
 	assert_int_equal(c.log_level, LOG_LEVEL_INFO);
 	assert_int_equal(c.controllers, CONFIG_CTRL_ALL);
 	assert_null(c.dashboard_dir);
@@ -144,6 +146,8 @@ static void every_flag_both_forms(void **state)
 		{"--leader-election-namespace", "ops"},
 		{"--leader-election-id", "nimbus-lock"},
 		{"--workers", "16"},
+		{"--kube-api-qps", "1000"},
+		{"--kube-api-burst", "2000"},
 		{"--log-level", "debug"},
 		{"--controllers", "tenant,billing"},
 		{"--kubeconfig", "/root/.kube/config"},
@@ -186,6 +190,8 @@ static void every_flag_both_forms(void **state)
 		assert_string_equal(c.leader_election_namespace, "ops");
 		assert_string_equal(c.leader_election_id, "nimbus-lock");
 		assert_int_equal(c.workers, 16);
+		assert_int_equal(c.kube_api_qps, 1000);
+		assert_int_equal(c.kube_api_burst, 2000);
 		assert_int_equal(c.log_level, LOG_LEVEL_DEBUG);
 		assert_int_equal(c.controllers, CONFIG_CTRL_TENANT | CONFIG_CTRL_BILLING);
 		assert_string_equal(c.kubeconfig, "/root/.kube/config");
@@ -312,6 +318,8 @@ static void flag_errors(void **state)
 	EXPECT_ERROR("unexpected argument '-workers=3'", "-workers=3");
 	EXPECT_ERROR("--workers needs a value: --workers=N or --workers N", "--workers");
 	EXPECT_ERROR("--workers: '-1' is not a whole number from 1 to 1024; use e.g. --workers=4", "--workers=-1");
+	EXPECT_ERROR("--kube-api-qps: '0' is not a whole number from 1 to 100000; use e.g. --kube-api-qps=200",
+		     "--kube-api-qps=0");
 	EXPECT_ERROR("--workers: '0' is not a whole number", "--workers", "0");
 	EXPECT_ERROR("--workers: 'four' is not", "--workers=four");
 	EXPECT_ERROR("--workers: '4x' is not", "--workers=4x");
