@@ -753,7 +753,6 @@ static bool campaign(struct leader *le)
 			if (stopping(le))
 				return false;
 			atomic_store(&le->lead_until_ms, started + le->renew_ms);
-			atomic_store(&le->leading, true);
 			return true;
 		}
 		/* retry_period plus up to 20% so that candidates spread out. */
@@ -772,6 +771,9 @@ static void lead(struct leader *le)
 	      le->identity, le->observed.transitions);
 	if (le->cb.on_started_leading)
 		le->cb.on_started_leading(le->cb.arg);
+	/* leader_is_leader() turns true only after the callback, so whatever
+	 * acts on it acts inside the term the callback opened. */
+	atomic_store(&le->leading, true);
 	while (!wait_ms(le, le->retry_ms)) {
 		int64_t started = mono_ms();
 		int rc = try_acquire_or_renew(le);
