@@ -16,6 +16,7 @@
 //
 // Prints "N passed, N failed" and exits non-zero when a step fails.
 import { chromium } from 'playwright-core';
+import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -55,9 +56,23 @@ async function step(name, fn) {
   }
 }
 
+const AXE = readFileSync(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+const a11yProblems = [];
+
+/** WCAG 2 A and AA rules (labels, contrast, names, landmarks) with axe-core. */
+async function a11y(name) {
+  await page.evaluate(AXE);
+  const violations = await page.evaluate(async () => {
+    const r = await window.axe.run(document, { runOnly: { type: 'tag', values: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] } });
+    return r.violations.map((v) => `${v.id} (${v.impact}): ${v.help} — ${v.nodes.slice(0, 3).map((n) => n.target.join(' ')).join(', ')}`);
+  });
+  for (const v of violations) a11yProblems.push(`${name}: ${v}`);
+}
+
 async function shot(name) {
   await page.waitForTimeout(300); // let charts settle
   await page.screenshot({ path: join(ART, `${name}.png`), fullPage: true });
+  await a11y(name);
 }
 
 /** Client-side navigation through the menu (no page load). */
@@ -338,6 +353,10 @@ try {
     for (const t of [A, B]) {
       await page.locator(`tr[data-tenant="${t}"] .badge`, { hasText: /deleting|Terminating/ }).or(page.locator('body:not(:has(tr[data-tenant="' + t + '"]))')).first().waitFor({ timeout: 30_000 });
     }
+  });
+
+  await step('no accessibility violations (axe-core, WCAG 2.1 A/AA) on any page', async () => {
+    if (a11yProblems.length) throw new Error(a11yProblems.join('\n'));
   });
 
   await step('no errors in the browser console', async () => {

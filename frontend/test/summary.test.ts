@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { SchedulerNode, UsageItem, Workload } from '../src/api/types';
-import { clusterTotals, fraction, heat, requestedByTenant, totalRequested } from '../src/lib/summary';
-import { chartRows, mergeUsage } from '../src/lib/usage';
+import { clusterTotals, fraction, heat, hslLuminance, requestedByTenant, totalRequested } from '../src/lib/summary';
+import { chartRows, lastRate, mergeUsage } from '../src/lib/usage';
 import { describeEvent, eventsOfWorkload } from '../src/lib/events';
 import { invoiceCsv, invoiceFilename } from '../src/pages/Billing';
 import { capacityRows } from '../src/pages/Overview';
@@ -74,9 +74,19 @@ describe('cluster', () => {
   });
   it('colours the heat map with readable text', () => {
     expect(heat(null).background).toBe('#eef0f4');
-    expect(heat(0).color).toBe('#14181f');
+    expect(heat(0).color).toBe('#000000');
     expect(heat(1).color).toBe('#ffffff');
     expect(heat(2)).toEqual(heat(1));
+    // every step keeps 4.5:1 between the text and the cell
+    const ratio = (a: number, b: number) => (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    for (let i = 0; i <= 100; i++) {
+      const h = heat(i / 100);
+      const [hue, , l] = h.background.match(/[\d.]+/g)!.map(Number);
+      const bg = hslLuminance(hue, 0.7, l / 100);
+      expect(ratio(bg, h.color === '#ffffff' ? 1 : 0)).toBeGreaterThanOrEqual(4.5);
+    }
+    expect(hslLuminance(0, 0, 1)).toBeCloseTo(1);
+    expect(hslLuminance(0, 0, 0)).toBeCloseTo(0);
   });
   it('says why a pod went where it did', () => {
     expect(placementReason(42, 'nimbus-scheduler')).toMatch(/score 42/);
@@ -99,6 +109,17 @@ describe('usage history', () => {
     h = mergeUsage(h, [item('2026-11-25T10:01:00.000Z', '7200000.000000')]);
     expect(h.a.map((p) => p.cpuCoreHours)).toEqual([0, 1, 2]);
     expect(h.a[1].memGibHours).toBe(1);
+  });
+  it('gives the rate of the last interval', () => {
+    const h = mergeUsage({}, [item('2026-11-25T10:00:30.000Z', '3600000.000000')]);
+    const h2 = mergeUsage(h, [item('2026-11-25T10:01:00.000Z', '3630000.000000')]);
+    // 30 000 CPU milli-seconds in 30 s: 1000m; memory unchanged: 0 bytes.
+    const r = lastRate(h2.a)!;
+    expect(r.cpuMilli).toBeCloseTo(1000, 6);
+    expect(r.memoryBytes).toBe(0);
+    expect(r.seconds).toBeCloseTo(30, 9);
+    expect(lastRate([])).toBeNull();
+    expect(lastRate(undefined)).toBeNull();
   });
   it('builds chart rows with each tenant at its own points', () => {
     const h = {

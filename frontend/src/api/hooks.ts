@@ -1,7 +1,9 @@
 // TanStack Query hooks over the API. Lists are refreshed by the live event
 // stream (LiveProvider invalidates them); the figures no event announces
 // (live node usage, billing) are polled.
+import { useEffect, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
+import { loadHistory, mergeUsage, saveHistory, type UsageHistory } from '../lib/usage';
 import { api, listAll } from './client';
 import type {
   Invoice,
@@ -46,6 +48,22 @@ export function useUsage() {
     refetchInterval: 5_000,
     select: (d) => d.items,
   });
+}
+
+/** useUsage plus the points seen so far in this browser session (kept in
+ * sessionStorage, so every page shares them). */
+export function useUsageHistory() {
+  const usage = useUsage();
+  const [history, setHistory] = useState<UsageHistory>(() => loadHistory());
+  useEffect(() => {
+    if (!usage.data) return;
+    setHistory(() => {
+      const next = mergeUsage(loadHistory(), usage.data);
+      saveHistory(next);
+      return next;
+    });
+  }, [usage.data]);
+  return { usage, history };
 }
 
 export function useInvoice(tenant: string | null, from: string, to: string) {

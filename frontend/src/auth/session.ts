@@ -44,7 +44,8 @@ export function saveSession(s: Session): void {
 
 /** Forget the session; reason (shown on the login page) says why. */
 export function clearSession(reason?: string): void {
-  sessionStorage.removeItem(KEY);
+  // Everything the dashboard kept for this login goes with it.
+  for (const k of Object.keys(sessionStorage)) if (k.startsWith('nimbus.')) sessionStorage.removeItem(k);
   listeners.forEach((l) => l(null, reason));
 }
 

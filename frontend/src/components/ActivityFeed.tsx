@@ -3,10 +3,11 @@ import { describeEvent } from '../lib/events';
 import { formatClock } from '../lib/format';
 import type { LiveEvent } from '../api/types';
 
-export function EventList({ events, empty }: { events: LiveEvent[]; empty: string }) {
+export function EventList({ events, empty, label = 'Events' }: { events: LiveEvent[]; empty: string; label?: string }) {
   if (!events.length) return <p className="empty">{empty}</p>;
+  // Focusable so that the scrolling list can be read with the keyboard.
   return (
-    <ol className="events">
+    <ol className="events" tabIndex={0} aria-label={label}>
       {events.map((e) => (
         <li key={`${e.stream}-${e.seq}`} className={`ev ev-${e.type}`}>
           <time dateTime={e.time}>{e.time ? formatClock(e.time) : ''}</time>

@@ -102,13 +102,26 @@ export function clusterTotals(nodes: SchedulerNode[]): Cluster {
   return c;
 }
 
-/** A 0..1 fraction as a heat colour (light green → amber → red), with a
- * text colour that keeps contrast on it. */
+/** WCAG relative luminance of an HSL colour (h in degrees, s and l in 0..1). */
+export function hslLuminance(h: number, s: number, l: number): number {
+  const k = (n: number) => (n + h / 30) % 12;
+  const a = s * Math.min(l, 1 - l);
+  const f = (n: number) => l - a * Math.max(-1, Math.min(k(n) - 3, 9 - k(n), 1));
+  const lin = (c: number) => (c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4);
+  return 0.2126 * lin(f(0)) + 0.7152 * lin(f(8)) + 0.0722 * lin(f(4));
+}
+
+/** A 0..1 fraction as a heat colour (light green → amber → red), with the
+ * text colour (black or white) that contrasts more with it: at least
+ * 4.5:1 whatever the colour. */
 export function heat(f: number | null | undefined): { background: string; color: string } {
   if (f == null || !Number.isFinite(f)) return { background: '#eef0f4', color: '#3d4457' };
   const x = Math.max(0, Math.min(1, f));
-  // hue 140 (green) → 0 (red); lightness darkens as it fills.
-  const hue = 140 - 140 * x;
-  const light = 92 - 50 * x;
-  return { background: `hsl(${hue.toFixed(0)} 70% ${light.toFixed(0)}%)`, color: light < 52 ? '#ffffff' : '#14181f' };
+  const hue = Math.round(140 - 140 * x);
+  const light = Math.round(92 - 50 * x);
+  const lum = hslLuminance(hue, 0.7, light / 100);
+  // Black or white, whichever contrasts more: the worse of the two best
+  // cases (luminance 0.18) is still 4.58:1.
+  const dark = (lum + 0.05) / 0.05 >= 1.05 / (lum + 0.05);
+  return { background: `hsl(${hue} 70% ${light}%)`, color: dark ? '#000000' : '#ffffff' };
 }

@@ -78,3 +78,18 @@ export function saveHistory(h: UsageHistory): void {
     /* full: the chart just starts over */
   }
 }
+
+/** The average rate between a tenant's last two points: CPU in millicores
+ * and memory in bytes over that interval; null with fewer than two. */
+export function lastRate(points: UsagePoint[] | undefined): { cpuMilli: number; memoryBytes: number; seconds: number } | null {
+  if (!points || points.length < 2) return null;
+  const a = points[points.length - 2];
+  const b = points[points.length - 1];
+  const hours = (b.t - a.t) / 3_600_000;
+  if (hours <= 0) return null;
+  return {
+    cpuMilli: ((b.cpuCoreHours - a.cpuCoreHours) / hours) * 1000,
+    memoryBytes: ((b.memGibHours - a.memGibHours) / hours) * 2 ** 30,
+    seconds: hours * 3600,
+  };
+}

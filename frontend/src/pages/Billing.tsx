@@ -1,6 +1,6 @@
-import { useEffect, useMemo, useState } from 'react';
+import { useMemo, useState } from 'react';
 import { CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
-import { useInvoice, useTenants, useUsage } from '../api/hooks';
+import { useInvoice, useTenants, useUsageHistory } from '../api/hooks';
 import type { Invoice } from '../api/types';
 import { useSession } from '../auth/context';
 import { Badge, Card, Empty, ErrorNote, Loading, PageHeader } from '../components/ui';
@@ -18,7 +18,7 @@ import {
   axisNumber,
 } from '../lib/format';
 import { legendText } from '../components/chart';
-import { chartRows, loadHistory, mergeUsage, saveHistory, type UsageHistory } from '../lib/usage';
+import { chartRows } from '../lib/usage';
 
 const PALETTE = ['#2456d6', '#d9480f', '#2b8a3e', '#862e9c', '#c2255c', '#0b7285', '#5c940d', '#e67700'];
 const SERIES_MAX = PALETTE.length;
@@ -56,19 +56,9 @@ function download(name: string, text: string) {
 export function BillingPage() {
   const session = useSession();
   const admin = session.role === 'admin';
-  const usage = useUsage();
+  const { usage, history } = useUsageHistory();
   const tenants = useTenants();
-  const [history, setHistory] = useState<UsageHistory>(() => loadHistory());
   const [metric, setMetric] = useState<'cpuCoreHours' | 'memGibHours'>('cpuCoreHours');
-
-  useEffect(() => {
-    if (!usage.data) return;
-    setHistory((h) => {
-      const next = mergeUsage(h, usage.data);
-      saveHistory(next);
-      return next;
-    });
-  }, [usage.data]);
 
   // The chart keeps to the tenants that used the most; the table lists all.
   const series = useMemo(

@@ -1,11 +1,12 @@
 import { Bar, BarChart, CartesianGrid, Legend, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
 import { Link } from 'react-router-dom';
-import { useScheduler, useTenants, useWorkloads } from '../api/hooks';
+import { useInvoice, useScheduler, useTenants, useUsageHistory, useWorkloads } from '../api/hooks';
 import { useSession } from '../auth/context';
 import { legendText } from '../components/chart';
 import { Card, ErrorNote, Meter, PageHeader, Stat } from '../components/ui';
 import { ActivityFeed } from '../components/ActivityFeed';
-import { formatBytes, formatCpu, formatPercent } from '../lib/format';
+import { formatBytes, formatCpu, formatMoney, formatPercent, monthPeriod, trim } from '../lib/format';
+import { lastRate } from '../lib/usage';
 import { clusterTotals, requestedByTenant, tenantQuota, totalRequested, type Cluster } from '../lib/summary';
 
 export const CHART = { capacity: '#c9d3e6', requested: '#2456d6', used: '#d9480f' };
@@ -169,12 +170,17 @@ function OwnQuota() {
   const session = useSession();
   const tenants = useTenants();
   const workloads = useWorkloads();
+  const { history } = useUsageHistory();
+  const month = monthPeriod(0);
+  const invoice = useInvoice(session.tenantId, month.from, month.to);
   const t = tenants.data?.find((x) => x.id === session.tenantId);
   if (!t) return <Card title="Quota">{tenants.isLoading ? 'Loading…' : 'No tenant data.'}</Card>;
   const q = tenantQuota(t);
   const r = requestedByTenant(workloads.data ?? [])[t.id];
+  const rate = lastRate(history[t.id]);
   return (
     <Card title={`Quota of ${t.name}`}>
+      <h3 className="sub">Requested by its workloads</h3>
       <Meter label="CPU" value={r?.cpuMilli ?? 0} max={q.cpuMilli} text={`${formatCpu(r?.cpuMilli ?? 0)} of ${formatCpu(q.cpuMilli)}`} />
       <Meter
         label="Memory"
@@ -183,6 +189,26 @@ function OwnQuota() {
         text={`${formatBytes(r?.memoryBytes ?? 0)} of ${formatBytes(q.memoryBytes)}`}
       />
       <Meter label="Pods" value={r?.pods ?? 0} max={q.pods} text={`${r?.pods ?? 0} of ${q.pods}`} />
+      <h3 className="sub">Used (measured by billing{rate ? `, last ${Math.round(rate.seconds)} s` : ''})</h3>
+      {rate ? (
+        <>
+          <Meter label="CPU used" value={rate.cpuMilli} max={q.cpuMilli} text={`${formatCpu(rate.cpuMilli)} of ${formatCpu(q.cpuMilli)}`} />
+          <Meter
+            label="Memory used"
+            value={rate.memoryBytes}
+            max={q.memoryBytes}
+            text={`${formatBytes(rate.memoryBytes)} of ${formatBytes(q.memoryBytes)}`}
+          />
+        </>
+      ) : (
+        <p className="muted small">Appears after two billing samples.</p>
+      )}
+      {invoice.data && (
+        <p className="small" data-testid="month-to-date">
+          {month.label} so far: <strong>{formatMoney(invoice.data.total, invoice.data.currency)}</strong> (
+          {trim(Number(invoice.data.lines.find((l) => l.item === 'cpu')?.quantity ?? 0), 4)} core-hours)
+        </p>
+      )}
     </Card>
   );
 }
