@@ -392,6 +392,10 @@ static int kc_from_cluster(struct kc_file *f, yaml_node_t *cl, const char *name,
 	if (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0)
 		return kerr_set(e, KERR_CONFIG, "%s: server \"%s\" is not an http(s) URL; write it as https://HOST:PORT",
 				where, server);
+	const char *host = server + (server[4] == 's' ? 8 : 7);
+	if (*host == '\0' || *host == '/')
+		return kerr_set(e, KERR_CONFIG, "%s: server \"%s\" names no host; write it as https://HOST:PORT",
+				where, server);
 	c->server = strdup(server);
 	if (!c->server)
 		return kerr_set(e, KERR_NOMEM, "%s: out of memory", where);
@@ -520,33 +524,42 @@ int kubeconfig_load(struct kube_config *out, const char *path, const char *conte
 		return kerr_set(e, err == ENOMEM ? KERR_NOMEM : KERR_CONFIG,
 				"cannot read kubeconfig %s: %s; point KUBECONFIG at a readable kubeconfig file",
 				path, kc_errstr(err));
+	int rc = kubeconfig_load_buffer(out, text, len, path, context, e);
+	free(text);
+	return rc;
+}
 
-	struct kc_file f = { .path = path };
+int kubeconfig_load_buffer(struct kube_config *out, const char *text, size_t len, const char *path,
+			   const char *context, struct kerr *e)
+{
+	memset(out, 0, sizeof(*out));
+	if (!text && len)
+		return kerr_set(e, KERR_INVAL, "kubeconfig: no buffer given");
+	if (len > KC_MAX_FILE)
+		return kerr_set(e, KERR_CONFIG, "kubeconfig %s: %s", path ? path : "<memory>", kc_errstr(EFBIG));
+	struct kc_file f = { .path = path ? path : "<memory>" };
 	yaml_parser_t parser;
-	if (!yaml_parser_initialize(&parser)) {
-		free(text);
-		return kerr_set(e, KERR_NOMEM, "kubeconfig %s: out of memory starting the YAML parser", path);
-	}
-	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+	if (!yaml_parser_initialize(&parser))
+		return kerr_set(e, KERR_NOMEM, "kubeconfig %s: out of memory starting the YAML parser", f.path);
+	yaml_parser_set_input_string(&parser, (const unsigned char *)(text ? text : ""), len);
 	int rc;
 	if (!yaml_parser_load(&parser, &f.doc)) {
 		rc = kerr_set(e, parser.error == YAML_MEMORY_ERROR ? KERR_NOMEM : KERR_CONFIG,
 			      "kubeconfig %s is not valid YAML: %s at line %zu column %zu",
-			      path, parser.problem ? parser.problem : "parse error",
+			      f.path, parser.problem ? parser.problem : "parse error",
 			      parser.problem_mark.line + 1, parser.problem_mark.column + 1);
 		yaml_parser_delete(&parser);
-		free(text);
 		return rc;
 	}
-	f.dir = kc_dirname(path);
-	if (!f.dir)
-		rc = kerr_set(e, KERR_NOMEM, "kubeconfig %s: out of memory", path);
+	/* Without a path, relative paths are taken as given (from the
+	 * current directory). */
+	if (path && !(f.dir = kc_dirname(path)))
+		rc = kerr_set(e, KERR_NOMEM, "kubeconfig %s: out of memory", f.path);
 	else
 		rc = kc_load_doc(&f, context, out, e);
 	yaml_document_delete(&f.doc);
 	yaml_parser_delete(&parser);
 	free(f.dir);
-	free(text);
 	if (rc)
 		kube_config_free(out);
 	return rc;

@@ -59,6 +59,14 @@ struct kube_config {
 int kubeconfig_load(struct kube_config *out, const char *path, const char *context,
 		    struct kerr *e);
 
+/* The same from memory: text[0..len) (need not be NUL-terminated) read as
+ * if it were the file `path`, which names it in messages and whose
+ * directory relative certificate and token paths are taken from. path NULL:
+ * "<memory>" in messages and relative paths taken as given. Certificate and
+ * token files it names are still read. */
+int kubeconfig_load_buffer(struct kube_config *out, const char *text, size_t len, const char *path,
+			   const char *context, struct kerr *e);
+
 /* Pick the configuration the way controller-runtime does: the first file in
  * $KUBECONFIG if set; else the in-cluster service account if
  * KUBERNETES_SERVICE_HOST is set; else $HOME/.kube/config. `context` applies

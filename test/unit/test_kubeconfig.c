@@ -639,6 +639,59 @@ static void token_rotation(void **state)
 	unsetenv("KUBERNETES_SERVICE_PORT");
 }
 
+/* kubeconfig_load_buffer: the same document from memory, not NUL-terminated;
+ * relative paths against the named file's directory, or as given without a
+ * name; failures leave the struct zeroed. */
+static void load_from_buffer(void **state)
+{
+	struct fx *f = *state;
+	put(f, "kube/ca.crt", CA_PEM);
+	const char *text = two_contexts(f);
+	size_t len = strlen(text);
+	char *copy = malloc(len);
+	assert_non_null(copy);
+	memcpy(copy, text, len); /* no NUL after the last byte */
+	struct kube_config c;
+	struct kerr e = { 0 };
+	assert_int_equal(kubeconfig_load_buffer(&c, copy, len, "/mem/config", "prod", &e), 0);
+	assert_string_equal(c.server, "https://prod.example:443");
+	assert_string_equal(c.token, "s3cr3t");
+	assert_non_null(strstr(c.origin, "/mem/config"));
+	kube_config_free(&c);
+	free(copy);
+
+	const char *rel = "current-context: c\n"
+			  "clusters: [{name: k, cluster: {server: 'https://h:1', certificate-authority: ca.crt}}]\n"
+			  "contexts: [{name: c, context: {cluster: k}}]\n";
+	char path[300];
+	snprintf(path, sizeof(path), "%s/kube/config", f->dir);
+	assert_int_equal(kubeconfig_load_buffer(&c, rel, strlen(rel), path, NULL, &e), 0);
+	assert_string_equal(c.ca_pem, CA_PEM);
+	kube_config_free(&c);
+
+	/* No name: "<memory>" in messages, ca.crt taken from the current
+	 * directory, where there is none. */
+	assert_int_equal(kubeconfig_load_buffer(&c, rel, strlen(rel), NULL, NULL, &e), KERR_CONFIG);
+	assert_non_null(strstr(e.message, "<memory>"));
+	assert_null(c.server);
+
+	/* Found by fuzz_kubeconfig: "https://" passed, and lost its slashes. */
+	const char *nohost = "current-context: c\n"
+			     "clusters: [{name: k, cluster: {server: 'https://', insecure-skip-tls-verify: true}}]\n"
+			     "contexts: [{name: c, context: {cluster: k}}]\n";
+	kerr_clear(&e);
+	assert_int_equal(kubeconfig_load_buffer(&c, nohost, strlen(nohost), NULL, NULL, &e), KERR_CONFIG);
+	assert_non_null(strstr(e.message, "names no host"));
+	assert_null(c.server);
+
+	kerr_clear(&e);
+	assert_int_equal(kubeconfig_load_buffer(&c, "a: [", 4, NULL, NULL, &e), KERR_CONFIG);
+	assert_non_null(strstr(e.message, "not valid YAML"));
+	kerr_clear(&e);
+	assert_int_equal(kubeconfig_load_buffer(&c, NULL, 0, NULL, NULL, &e), KERR_CONFIG);
+	assert_non_null(strstr(e.message, "empty"));
+}
+
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
 
 int main(void)
@@ -664,6 +717,7 @@ int main(void)
 		T(in_cluster),
 		T(in_cluster_sa_dir_from_env),
 		T(token_rotation),
+		T(load_from_buffer),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
