@@ -42,10 +42,14 @@ struct pod_state {
 	struct kvec conditions;     /* of struct pod_condition */
 };
 
+/* Saturating: quantities may be negative (the apiserver refuses them in a
+ * pod, but the decoder must not overflow on one). */
 static int64_t pod_add(int64_t a, int64_t b)
 {
 	if (b > 0 && a > INT64_MAX - b)
 		return INT64_MAX;
+	if (b < 0 && a < INT64_MIN - b)
+		return INT64_MIN;
 	return a + b;
 }
 
