@@ -203,7 +203,7 @@ try {
 
   await step('usage appears and an invoice opens with a CSV', async () => {
     await go('Billing');
-    await page.getByTestId('usage-table').getByRole('rowheader', { name: A }).waitFor({ timeout: 90_000 });
+    await page.getByTestId('usage-table').getByRole('rowheader', { name: A }).waitFor({ timeout: 150_000 });
     await page.getByLabel('Tenant', { exact: true }).selectOption(A);
     const inv = page.getByTestId('invoice');
     await inv.getByText(`${A} · `).waitFor();
