@@ -82,6 +82,7 @@ function Shell({ session }: { session: Session }) {
         </button>
         <span className="brand">Nimbus</span>
         <LiveDot state={state} />
+        <SessionClock expiresAt={session.expiresAt} />
         <span className="who" data-testid="who">
           {admin ? 'Administrator' : (
             <>
@@ -116,5 +117,21 @@ function Shell({ session }: { session: Session }) {
         </Routes>
       </main>
     </div>
+  );
+}
+
+/** The token cannot be renewed: say when the session ends, in its last two minutes. */
+function SessionClock({ expiresAt }: { expiresAt: number }) {
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => {
+    const t = setInterval(() => setNow(Date.now()), 1000);
+    return () => clearInterval(t);
+  }, []);
+  const left = Math.max(0, Math.round((expiresAt - now) / 1000));
+  if (left > 120) return null;
+  return (
+    <span className="session-clock" role="timer" aria-live="off" data-testid="session-clock">
+      Session ends in {Math.floor(left / 60)}:{String(left % 60).padStart(2, '0')}
+    </span>
   );
 }

@@ -142,10 +142,11 @@ describe('login', () => {
   });
 
   it('returns to login when the token runs out, without any request', async () => {
-    signIn('admin', '', 150);
+    signIn('admin', '', 1500);
     renderApp();
     expect(await screen.findByRole('heading', { name: 'Overview' })).toBeInTheDocument();
-    expect(await screen.findByTestId('login-message', {}, { timeout: 2000 })).toHaveTextContent('Your session expired');
+    expect(screen.getByTestId('session-clock')).toHaveTextContent(/Session ends in 0:0[12]/);
+    expect(await screen.findByTestId('login-message', {}, { timeout: 3000 })).toHaveTextContent('Your session expired');
   });
 
   it('signs out', async () => {

@@ -2,12 +2,13 @@ import { useState } from 'react';
 import type { FormEvent } from 'react';
 import { Link } from 'react-router-dom';
 import { ApiError } from '../api/client';
-import { useCreateTenant, useDeleteTenant, useTenants, useWorkloads } from '../api/hooks';
+import { useCreateTenant, useDeleteTenant, useTenants, useUsageHistory, useWorkloads } from '../api/hooks';
 import type { Tenant, TenantCreated } from '../api/types';
 import { useSession } from '../auth/context';
 import { Badge, Card, ConfirmDialog, Dialog, Empty, ErrorNote, Field, Loading, Meter, PageHeader, described } from '../components/ui';
 import { formatAgo, formatBytes, formatCpu, quantityProblem, tenantNameProblem } from '../lib/format';
 import { requestedByTenant, tenantQuota } from '../lib/summary';
+import { lastRate } from '../lib/usage';
 
 export function TenantsPage() {
   const session = useSession();
@@ -18,6 +19,7 @@ export function TenantsPage() {
   const [created, setCreated] = useState<TenantCreated | null>(null);
   const del = useDeleteTenant();
   const by = requestedByTenant(workloads.data ?? []);
+  const { history } = useUsageHistory();
 
   return (
     <>
@@ -50,6 +52,7 @@ export function TenantsPage() {
                 {tenants.data.map((t) => {
                   const q = tenantQuota(t);
                   const r = by[t.id];
+                  const used = lastRate(history[t.id]);
                   return (
                     <tr key={t.id} data-tenant={t.id}>
                       <th scope="row">
@@ -66,6 +69,7 @@ export function TenantsPage() {
                           max={q.cpuMilli}
                           text={`${formatCpu(r?.cpuMilli ?? 0)} / ${formatCpu(q.cpuMilli)}`}
                         />
+                        {used && <div className="muted small">using {formatCpu(used.cpuMilli)}</div>}
                       </td>
                       <td className="col-meter">
                         <Meter
@@ -74,6 +78,7 @@ export function TenantsPage() {
                           max={q.memoryBytes}
                           text={`${formatBytes(r?.memoryBytes ?? 0)} / ${formatBytes(q.memoryBytes)}`}
                         />
+                        {used && <div className="muted small">using {formatBytes(used.memoryBytes)}</div>}
                       </td>
                       <td className="col-meter">
                         <Meter label={`Pods of ${t.name}`} value={r?.pods ?? 0} max={q.pods} text={`${r?.pods ?? 0} / ${q.pods}`} />
@@ -106,7 +111,10 @@ export function TenantsPage() {
             </table>
           </div>
         )}
-        <p className="muted small">Use is what the tenant's workloads request (replicas × per-pod requests) against its quota.</p>
+        <p className="muted small">
+          The bars are what the tenant's workloads request (replicas × per-pod requests) against its quota; "using" is what
+          billing measured over its last period.
+        </p>
       </Card>
 
       {toDelete && (
