@@ -1,6 +1,7 @@
 #include "api.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -306,10 +307,17 @@ struct api {
 	struct auth_limiter *limiter;
 	struct metrics_family *requests, *duration;
 	struct httpd *httpd;
-	/* Used on the service thread only. */
-	struct db *db;
+	/* Database connections not in use. A request takes one (opening it if
+	 * none is idle) and gives it back when answered, so there are at most
+	 * API_WORKERS, each used by one worker at a time. Under db_lock. */
+	pthread_mutex_t db_lock;
+	struct db *db_idle[API_WORKERS];
+	size_t db_nidle;
 	int64_t db_failed_ms;      /* monotonic ms of the last failed open; 0: none */
-	bool admin_ready;          /* the admin credential is set up */
+	/* The schema and the admin credential, set up once by whichever
+	 * request or start gets there first. Under setup_lock. */
+	pthread_mutex_t setup_lock;
+	bool schema_ready, admin_ready;
 };
 
 /* One request being answered. */
@@ -320,6 +328,7 @@ struct ctx {
 	struct api_match m;
 	struct auth_claims who;
 	int status;
+	struct db *db;             /* taken from a->db_idle by api_db, returned after the answer */
 };
 
 typedef int (*handler_fn)(struct ctx *c);
@@ -442,35 +451,60 @@ static int allowed(struct ctx *c, const char *object_tenant, bool admin_only, co
 	}
 }
 
-static void api_db_prepare(struct api *a);
+static void api_db_prepare(struct api *a, struct db *db);
 
-/* The database handle, opened (and the admin credential set up) on first
- * use; NULL with a 503 already answered when it is unreachable. */
+/* A new connection, or NULL (logged) when the database cannot be reached. */
+static struct db *api_db_open(struct api *a)
+{
+	struct db_options o;
+	struct db *db = NULL;
+	struct kerr e = {0};
+	db_options_from_config(&o, a->cfg);
+	o.application_name = "nimbus-operator-api";
+	o.connect_timeout_s = 2;
+	if (db_open(&o, &db, &e) < 0) {
+		log_warn(LOGGER, "cannot reach the database", "error", e.message, NULL);
+		return NULL;
+	}
+	api_db_prepare(a, db);
+	return db;
+}
+
+static void api_db_put(struct api *a, struct db *db)
+{
+	pthread_mutex_lock(&a->db_lock);
+	if (a->db_nidle < API_WORKERS) {
+		a->db_idle[a->db_nidle++] = db;
+		db = NULL;
+	}
+	pthread_mutex_unlock(&a->db_lock);
+	db_close(db);
+}
+
+/* The request's database connection: an idle one, or a new one (the
+ * schema and admin credential set up on first use); NULL with a 503
+ * already answered when the database is unreachable. */
 static struct db *api_db(struct ctx *c, int *rc)
 {
 	struct api *a = c->a;
-	struct kerr e = {0};
-	if (!a->db) {
-		if (a->db_failed_ms && mono_ms() - a->db_failed_ms < DB_RETRY_MS) {
-			httpd_response_header(c->resp, "Retry-After", "2");
-			*rc = problem(c, 503, NULL, "the database is unreachable; try again shortly");
-			return NULL;
-		}
-		struct db_options o;
-		db_options_from_config(&o, a->cfg);
-		o.application_name = "nimbus-operator-api";
-		o.connect_timeout_s = 2;
-		if (db_open(&o, &a->db, &e) < 0) {
-			a->db_failed_ms = mono_ms();
-			log_warn(LOGGER, "cannot reach the database", "error", e.message, NULL);
-			httpd_response_header(c->resp, "Retry-After", "2");
-			*rc = problem(c, 503, NULL, "the database is unreachable; try again shortly");
-			return NULL;
-		}
-		a->db_failed_ms = 0;
-		api_db_prepare(a);
+	if (c->db)
+		return c->db;
+	pthread_mutex_lock(&a->db_lock);
+	bool backoff = a->db_failed_ms && mono_ms() - a->db_failed_ms < DB_RETRY_MS;
+	if (a->db_nidle)
+		c->db = a->db_idle[--a->db_nidle];
+	pthread_mutex_unlock(&a->db_lock);
+	if (!c->db && !backoff) {
+		c->db = api_db_open(a);
+		pthread_mutex_lock(&a->db_lock);
+		a->db_failed_ms = c->db ? 0 : mono_ms();
+		pthread_mutex_unlock(&a->db_lock);
 	}
-	return a->db;
+	if (!c->db) {
+		httpd_response_header(c->resp, "Retry-After", "2");
+		*rc = problem(c, 503, NULL, "the database is unreachable; try again shortly");
+	}
+	return c->db;
 }
 
 /* Answer a failed database call. */
@@ -481,7 +515,8 @@ static int db_problem(struct ctx *c, const struct kerr *e)
 	return problem(c, 503, NULL, "the database request failed; try again shortly");
 }
 
-static void admin_setup(struct api *a, struct db *db)
+/* Make sure the admin can log in. Caller holds setup_lock. */
+static void admin_setup_locked(struct api *a, struct db *db)
 {
 	if (a->admin_ready)
 		return;
@@ -511,16 +546,29 @@ static void admin_setup(struct api *a, struct db *db)
 	}
 }
 
-/* A new connection: apply the schema (idempotent; replicas serialise on
- * db_migrate's lock), then make sure the admin can log in. */
-static void api_db_prepare(struct api *a)
+static void admin_setup(struct api *a, struct db *db)
 {
-	struct kerr e = {0};
-	size_t n;
-	const struct db_migration *m = db_migrations(&n);
-	if (db_migrate(a->db, m, n, NULL, &e) < 0)
-		log_error(LOGGER, "cannot apply the database schema", "error", e.message, NULL);
-	admin_setup(a, a->db);
+	pthread_mutex_lock(&a->setup_lock);
+	admin_setup_locked(a, db);
+	pthread_mutex_unlock(&a->setup_lock);
+}
+
+/* A new connection: apply the schema once (idempotent; replicas
+ * serialise on db_migrate's lock), then make sure the admin can log in. */
+static void api_db_prepare(struct api *a, struct db *db)
+{
+	pthread_mutex_lock(&a->setup_lock);
+	if (!a->schema_ready) {
+		struct kerr e = {0};
+		size_t n;
+		const struct db_migration *m = db_migrations(&n);
+		if (db_migrate(db, m, n, NULL, &e) < 0)
+			log_error(LOGGER, "cannot apply the database schema", "error", e.message, NULL);
+		else
+			a->schema_ready = true;
+	}
+	admin_setup_locked(a, db);
+	pthread_mutex_unlock(&a->setup_lock);
 }
 
 /* ---- JSON of objects ------------------------------------------------------------------ */
@@ -2058,6 +2106,8 @@ static int router(void *user, const struct httpd_request *req, struct httpd_resp
 		metrics_counter_inc(a->requests, METRICS_LABELS(c.m.pattern, code));
 	if (a->duration)
 		metrics_histogram_observe(a->duration, (double)(mono_ms() - t0) / 1000.0, METRICS_LABELS(c.m.pattern));
+	if (c.db)
+		api_db_put(a, c.db);
 	return rc;
 }
 
@@ -2134,6 +2184,15 @@ int api_new(struct api **out, const struct api_options *o, struct kerr *e)
 	struct api *a = calloc(1, sizeof(*a));
 	if (!a)
 		return kerr_set(e, KERR_NOMEM, "api: out of memory");
+	if (pthread_mutex_init(&a->db_lock, NULL)) {
+		free(a);
+		return kerr_set(e, KERR_NOMEM, "api: cannot create a mutex");
+	}
+	if (pthread_mutex_init(&a->setup_lock, NULL)) {
+		pthread_mutex_destroy(&a->db_lock);
+		free(a);
+		return kerr_set(e, KERR_NOMEM, "api: cannot create a mutex");
+	}
 	a->cfg = o->cfg;
 	a->client = o->client;
 	a->namespaces = o->namespaces;
@@ -2161,15 +2220,13 @@ int api_new(struct api **out, const struct api_options *o, struct kerr *e)
 
 int api_start(struct api *a, struct kerr *e)
 {
-	struct db_options dbo;
-	db_options_from_config(&dbo, a->cfg);
-	dbo.application_name = "nimbus-operator-api";
-	struct kerr de = {0};
-	if (db_open(&dbo, &a->db, &de) == 0)
-		api_db_prepare(a);
+	/* At start rather than at the first request, so that a generated admin
+	 * password is logged at once. */
+	struct db *db = api_db_open(a);
+	if (db)
+		api_db_put(a, db);
 	else
-		log_error(LOGGER, "cannot reach the database; tenant routes and logins answer 503 until it is up",
-			  "error", de.message, NULL);
+		log_error(LOGGER, "cannot reach the database; tenant routes and logins answer 503 until it is up", NULL);
 	char addr[300];
 	const struct config_addr *ca = &a->cfg->api_addr;
 	snprintf(addr, sizeof(addr), strchr(ca->host, ':') ? "[%s]:%u" : "%s:%u", *ca->host ? ca->host : "0.0.0.0",
@@ -2180,6 +2237,7 @@ int api_start(struct api *a, struct kerr *e)
 		.tls_key = a->cfg->api_tls_key,
 		.router = router,
 		.router_user = a,
+		.workers = API_WORKERS,
 		.static_dir = a->cfg->dashboard_dir,
 		.log = httpd_log,
 		.ws = {.path = "/api/v1/events", .origin_ok = ws_origin_ok, .on_open = ws_on_open,
@@ -2216,7 +2274,10 @@ void api_free(struct api *a)
 	api_stop(a);
 	api_events_free(a->events);
 	auth_limiter_free(a->limiter);
-	db_close(a->db);
+	for (size_t i = 0; i < a->db_nidle; i++)
+		db_close(a->db_idle[i]);
+	pthread_mutex_destroy(&a->setup_lock);
+	pthread_mutex_destroy(&a->db_lock);
 	free(a);
 }
 

@@ -25,9 +25,12 @@
  * - Writes: tenants and keys go to the database (the tenant reconciler of
  *   the leader picks tenants up through NOTIFY); workloads go to the
  *   apiserver (create, scale subresource, delete). Any replica may write.
- *   These calls run on the API's service thread and block it for their
- *   duration (a local database or apiserver answers in milliseconds; reads
- *   do not wait on the network).
+ * - Threads: handlers run on API_WORKERS httpd workers (httpd.h), never on
+ *   the service thread, so a slow database, apiserver or PBKDF2 login
+ *   delays neither other connections nor the event stream. Each request
+ *   holds at most one database connection, from a pool of at most
+ *   API_WORKERS that api owns; the websocket hooks only verify a token and
+ *   subscribe, without blocking.
  * - Errors are RFC 7807 application/problem+json: {"type":"about:blank",
  *   "title":<reason phrase>,"status":N,"detail":<what and what to do>} plus
  *   "field" when one body or query field is at fault. Malformed JSON, wrong
@@ -63,6 +66,11 @@
 #include "metrics.h"
 #include "scheduler.h"
 
+/* Threads answering requests, and database connections at most. A login
+ * costs tens of milliseconds of PBKDF2 and a database round trip a few;
+ * four keep both cores of a small node busy while one slow call holds up
+ * only the requests queued behind four such. */
+#define API_WORKERS 4
 /* Login attempts per remote address per minute. */
 #define API_LOGIN_LIMIT 10
 #define API_PAGE_DEFAULT 100

@@ -9,11 +9,22 @@
  * requests), so everything a transaction owns hangs off pss->txn and is
  * freed on HTTP_DROP_PROTOCOL / CLOSED_HTTP or when the response is done.
  *
- * Cross-thread: only httpd_stop and the websocket push functions run off
- * the service thread. They touch h->stop (atomic) and, under h->ws_lock,
- * the connection list and queues; then lws_cancel_service wakes the
- * service thread, which gets LWS_CALLBACK_EVENT_WAIT_CANCELLED and asks
- * lws for writable callbacks on the connections with queued messages.
+ * Cross-thread: httpd_stop, the websocket push functions and the workers
+ * run off the service thread. The first two touch h->stop (atomic) and,
+ * under h->ws_lock, the connection list and queues; then
+ * lws_cancel_service wakes the service thread, which gets
+ * LWS_CALLBACK_EVENT_WAIT_CANCELLED and asks lws for writable callbacks on
+ * the connections with queued messages.
+ *
+ * Workers: a complete request's txn goes on h->jobs; a worker takes it,
+ * runs the router (touching only the txn and h's read-only fields), puts
+ * it on h->done and wakes the service thread, which asks for a writable
+ * callback on the connection and sends the response from there. Only the
+ * service thread calls lws. While a txn is with the workers (t->job is not
+ * JOB_NONE) its connection may close: the service thread then marks it
+ * orphaned instead of freeing it, and whoever holds it next (a worker, or
+ * the service thread collecting h->done) frees it. Both lists and those
+ * two fields are under h->job_lock.
  */
 /* realpath(3) is XSI, outside the POSIX base the build selects. */
 #define _XOPEN_SOURCE 700
@@ -108,7 +119,16 @@ struct txn {
 	int fd;              /* static file being sent, -1 if none */
 	uint64_t file_left;
 	size_t body_off;
+	/* Worker hand-off (see the top of this file). */
+	struct txn *job_next; /* on h->jobs or h->done; under h->job_lock */
+	int job;              /* JOB_*; under h->job_lock */
+	int orphaned;         /* the connection is gone; under h->job_lock */
+	struct lws *wsi;      /* the connection; read only while not orphaned */
+	int routed;           /* service thread: the router has answered, send it */
+	int pass;             /* the router passed: serve a static file */
 };
+
+enum { JOB_NONE, JOB_QUEUED, JOB_DONE };
 
 /* A queued outbound websocket message, shared by every queue holding it.
  * refs is changed only under h->ws_lock; buf has LWS_PRE bytes of headroom
@@ -175,6 +195,15 @@ struct httpd {
 	struct ws_conn *conns; /* under ws_lock */
 	uint64_t next_id;      /* under ws_lock */
 	int ws_closed;         /* under ws_lock: pushes refused */
+
+	unsigned nworkers;     /* 0: the router runs on the service thread */
+	pthread_t *workers;
+	unsigned workers_started;
+	pthread_mutex_t job_lock;
+	pthread_cond_t job_cond;
+	struct txn *jobs, *jobs_tail; /* under job_lock: waiting for a worker, FIFO */
+	struct txn *done;             /* under job_lock: answered, waiting to be sent */
+	int workers_stop;             /* under job_lock */
 };
 
 /* ---------- small helpers ---------- */
@@ -557,12 +586,25 @@ static void txn_free(struct txn *t)
 	free(t);
 }
 
-static void pss_txn_release(struct pss *pss)
+/* The connection is done with its transaction. One still with the
+ * workers is left to them (orphaned), as they may be running it. */
+static void pss_txn_release(struct httpd *h, struct pss *pss)
 {
-	if (pss) {
-		txn_free(pss->txn);
-		pss->txn = NULL;
+	struct txn *t = pss ? pss->txn : NULL;
+
+	if (!t)
+		return;
+	pss->txn = NULL;
+	if (h->nworkers) {
+		pthread_mutex_lock(&h->job_lock);
+		if (t->job != JOB_NONE) {
+			t->orphaned = 1;
+			t->wsi = NULL;
+			t = NULL;
+		}
+		pthread_mutex_unlock(&h->job_lock);
 	}
+	txn_free(t);
 }
 
 /* The transaction's response is fully handed to lws: free it and let the
@@ -572,7 +614,7 @@ static int txn_finish(struct httpd *h, struct lws *wsi, struct pss *pss)
 {
 	int close_after = pss->txn->close_after;
 
-	pss_txn_release(pss);
+	pss_txn_release(h, pss);
 	if (close_after)
 		return -1;
 	/* For keep-alive lws replaces this with its idle timeout; when it
@@ -640,6 +682,8 @@ static int txn_start_response(struct httpd *h, struct lws *wsi, struct pss *pss,
 	return 0;
 }
 
+static int respond(struct httpd *h, struct lws *wsi, struct pss *pss, int pass);
+
 static int on_http_writeable(struct httpd *h, struct lws *wsi, struct pss *pss)
 {
 	unsigned char buf[LWS_PRE + WRITE_CHUNK];
@@ -647,7 +691,13 @@ static int on_http_writeable(struct httpd *h, struct lws *wsi, struct pss *pss)
 	size_t n;
 	int last;
 
-	if (!t || !t->sending)
+	if (!t)
+		return 0;
+	if (t->routed) {
+		t->routed = 0;
+		return respond(h, wsi, pss, t->pass);
+	}
+	if (!t->sending)
 		return 0;
 	if (t->fd >= 0) {
 		ssize_t got;
@@ -841,10 +891,11 @@ static int serve_static(struct httpd *h, struct lws *wsi, struct pss *pss)
 
 /* ---------- HTTP requests ---------- */
 
-/* The request is complete: ask the router, then answer. */
-static int dispatch(struct httpd *h, struct lws *wsi, struct pss *pss)
+/* Run the router on t and leave the answer in t->resp; 1 when the request
+ * passes to the static files. Runs on the service thread or a worker, so
+ * it touches only t and what of h never changes after httpd_new. */
+static int route_txn(struct httpd *h, struct txn *t)
 {
-	struct txn *t = pss->txn;
 	struct httpd_request req;
 	int rc;
 
@@ -859,7 +910,7 @@ static int dispatch(struct httpd *h, struct lws *wsi, struct pss *pss)
 	if (rc == HTTPD_PASS) {
 		if (h->static_root &&
 		    (t->ri.method == LWSHUMETH_GET || t->ri.method == LWSHUMETH_HEAD))
-			return serve_static(h, wsi, pss);
+			return 1;
 		resp_json_error(&t->resp, 404, "not found");
 	} else if (rc < 0) {
 		hlog(h, "httpd %s: handler for %s %s failed: %s", h->addr, req.method, req.path,
@@ -870,7 +921,100 @@ static int dispatch(struct httpd *h, struct lws *wsi, struct pss *pss)
 		     h->addr, req.method, req.path, rc);
 		resp_json_error(&t->resp, 500, "internal error");
 	}
-	return txn_start_response(h, wsi, pss, 0, t->resp.body_len);
+	return 0;
+}
+
+/* Send what route_txn left. Service thread. */
+static int respond(struct httpd *h, struct lws *wsi, struct pss *pss, int pass)
+{
+	if (pass)
+		return serve_static(h, wsi, pss);
+	return txn_start_response(h, wsi, pss, 0, pss->txn->resp.body_len);
+}
+
+/* The request is complete: answer it here, or hand it to the workers. */
+static int dispatch(struct httpd *h, struct lws *wsi, struct pss *pss)
+{
+	struct txn *t = pss->txn;
+
+	if (!h->nworkers)
+		return respond(h, wsi, pss, route_txn(h, t));
+	t->wsi = wsi;
+	pthread_mutex_lock(&h->job_lock);
+	t->job = JOB_QUEUED;
+	if (h->jobs_tail)
+		h->jobs_tail->job_next = t;
+	else
+		h->jobs = t;
+	h->jobs_tail = t;
+	pthread_cond_signal(&h->job_cond);
+	pthread_mutex_unlock(&h->job_lock);
+	/* A handler stuck longer than this (a database that never answers)
+	 * loses its connection rather than holding it forever. */
+	lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, (int)h->idle_s);
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct httpd *h = arg;
+
+	pthread_mutex_lock(&h->job_lock);
+	for (;;) {
+		struct txn *t;
+
+		while (!h->workers_stop && !h->jobs)
+			pthread_cond_wait(&h->job_cond, &h->job_lock);
+		if (h->workers_stop)
+			break;
+		t = h->jobs;
+		h->jobs = t->job_next;
+		if (!h->jobs)
+			h->jobs_tail = NULL;
+		t->job_next = NULL;
+		if (!t->orphaned) {
+			pthread_mutex_unlock(&h->job_lock);
+			t->pass = route_txn(h, t);
+			pthread_mutex_lock(&h->job_lock);
+		}
+		if (t->orphaned) {
+			txn_free(t);
+			continue;
+		}
+		t->job = JOB_DONE;
+		t->job_next = h->done;
+		h->done = t;
+		/* Under job_lock, which httpd_destroy takes after joining the
+		 * workers: the context is alive. */
+		lws_cancel_service(h->ctx);
+	}
+	pthread_mutex_unlock(&h->job_lock);
+	return NULL;
+}
+
+/* Woken by lws_cancel_service: ask for a writable callback on each
+ * connection whose answer a worker finished; free the orphans. */
+static void jobs_collect(struct httpd *h)
+{
+	struct txn *t, *next;
+
+	if (!h->nworkers)
+		return;
+	pthread_mutex_lock(&h->job_lock);
+	t = h->done;
+	h->done = NULL;
+	for (; t; t = next) {
+		next = t->job_next;
+		t->job_next = NULL;
+		if (t->orphaned) {
+			txn_free(t);
+			continue;
+		}
+		t->job = JOB_NONE;
+		t->routed = 1;
+		lws_callback_on_writable(t->wsi);
+	}
+	pthread_mutex_unlock(&h->job_lock);
 }
 
 /* Content-Length as a number; -1 if malformed, UINT64_MAX if too big. */
@@ -915,7 +1059,7 @@ static int on_http(struct httpd *h, struct lws *wsi, struct pss *pss, const char
 
 	if (!pss)
 		return -1;
-	pss_txn_release(pss);
+	pss_txn_release(h, pss);
 	meth = lws_http_get_uri_and_method(wsi, &uri, &uri_len);
 	t = calloc(1, sizeof(*t));
 	if (!t)
@@ -1363,7 +1507,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		return on_http_writeable(h, wsi, pss);
 	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
 	case LWS_CALLBACK_CLOSED_HTTP:
-		pss_txn_release(pss);
+		pss_txn_release(h, pss);
 		return 0;
 	case LWS_CALLBACK_HTTP_CONFIRM_UPGRADE:
 		return on_confirm_upgrade(h, wsi, in);
@@ -1378,6 +1522,7 @@ static int callback(struct lws *wsi, enum lws_callback_reasons reason, void *use
 		ws_release(h, pss);
 		return 0;
 	case LWS_CALLBACK_EVENT_WAIT_CANCELLED:
+		jobs_collect(h);
 		ws_service_queues(h);
 		return 0;
 	default:
@@ -1539,14 +1684,43 @@ static int check_readable(const char *what, const char *path, struct kerr *e)
 	return 0;
 }
 
+/* Stop the workers once the handlers they are running return. */
+static void workers_join(struct httpd *h)
+{
+	pthread_mutex_lock(&h->job_lock);
+	h->workers_stop = 1;
+	pthread_cond_broadcast(&h->job_cond);
+	pthread_mutex_unlock(&h->job_lock);
+	for (unsigned i = 0; i < h->workers_started; i++)
+		pthread_join(h->workers[i], NULL);
+	h->workers_started = 0;
+}
+
+static void txn_list_free(struct txn *t)
+{
+	while (t) {
+		struct txn *next = t->job_next;
+
+		txn_free(t);
+		t = next;
+	}
+}
+
 static void httpd_destroy(struct httpd *h)
 {
+	workers_join(h);
 	if (h->ctx) {
 		/* Closes every connection through the callback, which frees
-		 * their transactions and websocket state. */
+		 * their transactions and websocket state, and orphans those
+		 * still on the job lists. */
 		lws_context_destroy(h->ctx);
 		h->ctx = NULL;
 	}
+	txn_list_free(h->jobs);
+	txn_list_free(h->done);
+	free(h->workers);
+	pthread_cond_destroy(&h->job_cond);
+	pthread_mutex_destroy(&h->job_lock);
 	pthread_mutex_destroy(&h->ws_lock);
 	free(h->addr);
 	free(h->host);
@@ -1576,6 +1750,9 @@ int httpd_new(struct httpd **out, const struct httpd_opts *opts, struct kerr *e)
 	if (opts->idle_timeout_s > MAX_IDLE_S)
 		return kerr_set(e, KERR_CONFIG, "httpd %s: idle timeout %u s is above %u s",
 				opts->addr, opts->idle_timeout_s, MAX_IDLE_S);
+	if (opts->workers > HTTPD_MAX_WORKERS)
+		return kerr_set(e, KERR_CONFIG, "httpd %s: %u workers is above %u", opts->addr,
+				opts->workers, HTTPD_MAX_WORKERS);
 	if (opts->ws.path && opts->ws.path[0] != '/')
 		return kerr_set(e, KERR_CONFIG,
 				"httpd %s: websocket path \"%s\" must start with '/'", opts->addr,
@@ -1588,6 +1765,17 @@ int httpd_new(struct httpd **out, const struct httpd_opts *opts, struct kerr *e)
 	if (pthread_mutex_init(&h->ws_lock, NULL)) {
 		free(h);
 		return kerr_set(e, KERR_NOMEM, "cannot create a mutex");
+	}
+	if (pthread_mutex_init(&h->job_lock, NULL)) {
+		pthread_mutex_destroy(&h->ws_lock);
+		free(h);
+		return kerr_set(e, KERR_NOMEM, "cannot create a mutex");
+	}
+	if (pthread_cond_init(&h->job_cond, NULL)) {
+		pthread_mutex_destroy(&h->job_lock);
+		pthread_mutex_destroy(&h->ws_lock);
+		free(h);
+		return kerr_set(e, KERR_NOMEM, "cannot create a condition variable");
 	}
 	h->addr = strdup(opts->addr);
 	h->tls_cert = xstrdup(opts->tls_cert);
@@ -1686,6 +1874,24 @@ int httpd_new(struct httpd **out, const struct httpd_opts *opts, struct kerr *e)
 		goto err;
 	}
 	h->port = lws_get_vhost_listen_port(h->vh);
+	if (opts->workers) {
+		h->workers = calloc(opts->workers, sizeof(*h->workers));
+		if (!h->workers) {
+			rc = kerr_set(e, KERR_NOMEM, "out of memory");
+			goto err;
+		}
+		h->nworkers = opts->workers;
+		for (unsigned i = 0; i < h->nworkers; i++) {
+			int err = pthread_create(&h->workers[i], NULL, worker_main, h);
+
+			if (err) {
+				rc = kerr_set(e, KERR_IO, "httpd %s: cannot start worker thread %u: %s",
+					      h->addr, i + 1, strerror(err));
+				goto err;
+			}
+			h->workers_started++;
+		}
+	}
 	*out = h;
 	return 0;
 err:

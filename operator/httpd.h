@@ -16,8 +16,7 @@
  *   HTTP/2 is not offered (TLS ALPN says http/1.1; an h2c upgrade gets 400),
  *   so a request is one connection's turn and responses carry
  *   Content-Length.
- * - Requests: the router is called on the service thread once the whole
- *   body is in memory. A Content-Length above max_body is answered 413
+ * - Requests: the router is called once the whole body is in memory. A Content-Length above max_body is answered 413
  *   (with Connection: close) before any body is read: clients sending
  *   Expect: 100-continue never send it, and a body already on its way is
  *   read and discarded so that the client sees the 413. A body without
@@ -25,8 +24,20 @@
  *   POST, PUT and PATCH without either header have an empty body and
  *   their connection is closed after the response (lws cannot tell where
  *   the next request starts). Expect: 100-continue is answered.
- * - Handlers run on the service thread, which serves every connection of
- *   this httpd: they must not block on the network or on slow locks.
+ * - Where the router runs (opts.workers):
+ *   - 0: on the service thread, which serves every connection of this
+ *     httpd; the router must then never block (the probe and metrics
+ *     servers, whose answers are in memory).
+ *   - N > 0: on a pool of N worker threads, several requests at once, so
+ *     the router may block on a database or the apiserver and must be
+ *     thread-safe. The service thread only reads requests and writes
+ *     responses: a slow handler delays neither other connections nor
+ *     websocket traffic, only requests queued behind N slow ones. The
+ *     request and response belong to the worker during the call and go
+ *     back to the service thread after it (lws_cancel_service). A handler
+ *     still running idle_timeout_s after the request arrived loses its
+ *     connection: its answer is dropped, and a request still queued then
+ *     is never routed. httpd_free waits for running handlers to return.
  * - Routing: the router answers, or returns HTTPD_PASS. A passed GET or
  *   HEAD is served from static_dir when one is set, otherwise 404. Static:
  *   a regular file under the directory is served with a Content-Type from
@@ -54,10 +65,12 @@
  *   Inbound messages are reassembled up to ws.max_message bytes (1009
  *   beyond). Clients send no subprotocol, or "nimbus".
  * - Threads: httpd_stop, httpd_port, httpd_ws_send and httpd_ws_broadcast
- *   may be called from any thread while the httpd exists. httpd_new,
- *   httpd_run/httpd_start and httpd_free belong to the owning thread.
- *   Callbacks (router, ws hooks, log) run on the service thread, except
- *   on_close for connections still open at httpd_free, which runs there.
+ *   may be called from any thread while the httpd exists (the router
+ *   included). httpd_new, httpd_run/httpd_start and httpd_free belong to
+ *   the owning thread. The ws hooks run on the service thread (except
+ *   on_close for connections still open at httpd_free, which runs there)
+ *   and must not block; the router as above; log on the service thread or
+ *   a worker.
  * - Errors: 0 or a negative KERR_* code, and a message in struct kerr
  *   (may be NULL) saying what failed and what to do.
  * - Process-wide effects of lws: the first httpd_new lowers lws logging to
@@ -100,10 +113,11 @@ struct httpd_response;
 /* Router: return 0 once resp is filled (status 200, application/json and
  * an empty body unless set), HTTPD_PASS if the path is not an API route,
  * or a negative KERR_* code to answer 500 (resp discarded; the code is
- * logged). Runs on the service thread. */
+ * logged). Runs on the service thread or a worker (opts.workers). */
 typedef int (*httpd_router_fn)(void *user, const struct httpd_request *req,
 			       struct httpd_response *resp);
 #define HTTPD_PASS 1
+#define HTTPD_MAX_WORKERS 64
 
 /* Status code, 200..599 (others are stored as 500). Default 200. 204 and
  * 304 are sent without a body. */
@@ -169,6 +183,9 @@ struct httpd_opts {
 	unsigned idle_timeout_s;    /* see the contract; 0 = 30 s, at most 3600 */
 	httpd_router_fn router;     /* required */
 	void *router_user;
+	/* Threads running the router (see the contract); 0 = none, the router
+	 * runs on the service thread. At most HTTPD_MAX_WORKERS. */
+	unsigned workers;
 	const char *static_dir;     /* directory served for passed GET/HEAD; NULL = none */
 	/* Warnings about individual requests and connections (handler
 	 * failures, dropped slow consumers), one line each, on the service
@@ -178,11 +195,12 @@ struct httpd_opts {
 	struct httpd_ws_opts ws;
 };
 
-/* Create a server and bind its listening socket. opts and its strings are
- * copied. *out is owned by the caller (httpd_free). KERR_CONFIG for bad
- * options or a bad address, KERR_IO when the address cannot be bound (in
- * use, not local, privileged), KERR_TLS when the certificate or key cannot
- * be loaded, KERR_NOMEM. */
+/* Create a server, bind its listening socket and start its workers. opts
+ * and its strings are copied. *out is owned by the caller (httpd_free).
+ * KERR_CONFIG for bad options or a bad address, KERR_IO when the address
+ * cannot be bound (in use, not local, privileged) or a worker cannot be
+ * started, KERR_TLS when the certificate or key cannot be loaded,
+ * KERR_NOMEM. */
 int httpd_new(struct httpd **out, const struct httpd_opts *opts, struct kerr *e);
 
 /* The port actually bound (useful with port 0). */

@@ -527,6 +527,49 @@ def test_event_stream(api_operator):
         cleanup(a, b)
 
 
+def test_slow_database_stalls_no_other_route(api_operator):
+    """Handlers run on worker threads, not on the event loop: while requests wait on a locked tenants table (a
+    stalled database), the OpenAPI document, cache-only routes, token checks and the websocket event stream still
+    answer, and the waiting requests complete once the lock goes."""
+    import concurrent.futures
+    import psycopg
+    _, base = api_operator(CONTROLLERS)
+    admin = admin_token(base)
+    name, _ = new_tenant(base, admin)
+    pool = concurrent.futures.ThreadPoolExecutor(3)
+    try:
+        wait_namespace(name)
+        ws = ws_connect(base, admin)
+        assert json.loads(ws.recv())["type"] == "hello"
+        with psycopg.connect(host=os.environ["DB_HOST"], port=os.environ["DB_PORT"], dbname=os.environ["DB_NAME"],
+                             user=os.environ["DB_USER"], password=os.environ["DB_PASSWORD"]) as db:
+            db.execute("LOCK TABLE tenants IN ACCESS EXCLUSIVE MODE")  # held until the block ends
+            slow = [pool.submit(call, base, "GET", "/tenants", None, admin) for _ in range(3)]
+            wait_until(lambda: db.execute("SELECT count(*) FROM pg_locks WHERE relation = 'tenants'::regclass "
+                                          "AND NOT granted").fetchone()[0] >= 3, 30, interval=0.1,
+                       what="three API requests waiting on the locked table")
+            assert call(base, "GET", "/openapi.json")[0] == 200
+            assert call(base, "GET", "/api/v1/workloads", token=admin)[0] == 200
+            problem(*call(base, "GET", "/api/v1/tenants", token="not.a.jwt"), 401)
+            # The API's own create checks the tenant's row, which is locked: create it with kubectl.
+            kubectl("apply", "-f", "-", input=json.dumps({
+                "apiVersion": "nimbus.io/v1", "kind": "ComputeRequest",
+                "metadata": {"name": "during", "namespace": f"nimbus-{name}"},
+                "spec": {"tenantId": name, "image": "nginx", "cpu": "10m", "memory": "16Mi", "replicas": 1}}))
+            got = ws_messages(ws, lambda msgs: any(m.get("type") == "workload" and m.get("name") == "during"
+                                                   for m in msgs), timeout=30)
+            assert any(m.get("type") == "workload" and m.get("name") == "during" for m in got), got
+            assert not any(f.done() for f in slow)
+            db.rollback()
+        for f in slow:
+            s, _, b = f.result(timeout=30)
+            assert s == 200 and any(t["id"] == name for t in b["items"]), (s, b)
+        ws.close()
+    finally:
+        pool.shutdown(wait=False)
+        cleanup(name)
+
+
 def test_tls(api_operator, tmp_path):
     """--api-tls-cert/--api-tls-key serve HTTPS (and the websocket as wss)."""
     cert, key = tmp_path / "tls.crt", tmp_path / "tls.key"
