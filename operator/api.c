@@ -11,6 +11,7 @@
 #include <openssl/crypto.h>
 #include <yajl/yajl_tree.h>
 
+#include "api_cache.h"
 #include "api_events.h"
 #include "billing.h"
 #include "db.h"
@@ -305,6 +306,7 @@ struct api {
 	struct scheduler *scheduler;
 	struct api_events *events;
 	struct auth_limiter *limiter;
+	struct api_cache *cache;
 	struct metrics_family *requests, *duration;
 	struct httpd *httpd;
 	/* Database connections not in use. A request takes one (opening it if
@@ -329,6 +331,10 @@ struct ctx {
 	struct auth_claims who;
 	int status;
 	struct db *db;             /* taken from a->db_idle by api_db, returned after the answer */
+	bool fast;                 /* on the service thread: answer only what needs no waiting */
+	bool cache_fill;           /* a 200 answer is stored in a->cache under cache_key */
+	uint64_t cache_gen;        /* the cache's generation before the answer was computed */
+	char cache_key[API_CACHE_KEY_MAX];
 };
 
 typedef int (*handler_fn)(struct ctx *c);
@@ -423,6 +429,9 @@ static int reply(struct ctx *c, int status, struct jsonb *b)
 	int rc = jsonb_result(b, &s, &len, NULL);
 	if (rc == 0)
 		rc = httpd_response_body(c->resp, s, len);
+	if (rc == 0 && status == 200 && c->cache_fill &&
+	    api_cache_put(c->a->cache, c->cache_key, c->cache_gen, mono_ms(), s, len) < 0)
+		log_warn(LOGGER, "out of memory caching an answer", "route", c->m.pattern, NULL);
 	jsonb_free(b);
 	if (rc == 0)
 		set_status(c, status);
@@ -2078,13 +2087,38 @@ static int dispatch(struct ctx *c)
 		if (is_tenant ? tenant_validate_name(v, NULL) < 0 : !valid_name(v))
 			return not_found(c, is_tenant ? "tenant" : "workload", v);
 	}
+	if (strcmp(method, "GET") == 0 && (op->route == API_R_TENANTS || op->route == API_R_USAGE)) {
+		/* Keyed by the caller's scope as well, so that a tenant never
+		 * gets an answer computed for another scope. */
+		int n = snprintf(c->cache_key, sizeof(c->cache_key), "%d?%s|%d|%s", (int)op->route, req->query,
+				 (int)c->who.role, c->who.tenant_id);
+		if (n > 0 && (size_t)n < sizeof(c->cache_key)) {
+			char *body;
+			size_t len;
+			/* The service thread does not take on a recomputation. */
+			int hit = api_cache_get(c->a->cache, c->cache_key, mono_ms(), !c->fast, &body, &len);
+			if (hit < 0)
+				return hit;
+			if (hit) {
+				httpd_response_body_take(c->resp, body, len);
+				set_status(c, 200);
+				return 0;
+			}
+			c->cache_gen = api_cache_generation(c->a->cache);
+			c->cache_fill = true;
+		}
+	}
+	if (c->fast && op->route != API_R_OPENAPI)
+		return HTTPD_DEFER;
 	return op->fn(c);
 }
 
-static int router(void *user, const struct httpd_request *req, struct httpd_response *resp)
+/* fast: on the service thread (httpd's fast_router), answering refusals,
+ * the OpenAPI document and cache hits, and deferring the rest to the
+ * workers, which run it all again with fast false. */
+static int route(struct api *a, const struct httpd_request *req, struct httpd_response *resp, bool fast)
 {
-	struct api *a = user;
-	struct ctx c = {.a = a, .req = req, .resp = resp, .status = 200};
+	struct ctx c = {.a = a, .req = req, .resp = resp, .status = 200, .fast = fast};
 	bool api_path = strncmp(req->path, "/api/", 5) == 0 || strcmp(req->path, "/api") == 0;
 	if (!api_route_match(req->path, &c.m)) {
 		if (!api_path)
@@ -2098,8 +2132,15 @@ static int router(void *user, const struct httpd_request *req, struct httpd_resp
 	}
 	int rc = strcmp(c.m.pattern, "unmatched") == 0 ? problem(&c, 404, NULL, "no API route %s", req->path)
 						       : dispatch(&c);
+	if (rc == HTTPD_DEFER)
+		return rc;
 	if (rc < 0)
 		c.status = 500;
+	/* A write through this replica may change what cached reads answered;
+	 * other replicas' writes show within API_CACHE_TTL_MS. */
+	if (c.status < 400 && c.m.route != API_R_TOKEN && strcmp(req->method, "GET") && strcmp(req->method, "HEAD") &&
+	    strcmp(req->method, "OPTIONS"))
+		api_cache_invalidate(a->cache);
 	char code[8];
 	snprintf(code, sizeof(code), "%d", c.status);
 	if (a->requests)
@@ -2109,6 +2150,16 @@ static int router(void *user, const struct httpd_request *req, struct httpd_resp
 	if (c.db)
 		api_db_put(a, c.db);
 	return rc;
+}
+
+static int router(void *user, const struct httpd_request *req, struct httpd_response *resp)
+{
+	return route(user, req, resp, false);
+}
+
+static int fast_router(void *user, const struct httpd_request *req, struct httpd_response *resp)
+{
+	return route(user, req, resp, true);
 }
 
 /* ---- websocket ----------------------------------------------------------------------------------- */
@@ -2204,6 +2255,7 @@ int api_new(struct api **out, const struct api_options *o, struct kerr *e)
 	struct api_events_options eo = {.namespaces = o->namespaces, .computerequests = o->computerequests,
 					.pods = o->pods};
 	if ((rc = auth_limiter_new(&a->limiter, API_LOGIN_LIMIT, 60 * 1000, 4096, e)) < 0 ||
+	    (rc = api_cache_new(&a->cache, API_CACHE_ENTRIES, API_CACHE_TTL_MS, e)) < 0 ||
 	    (o->metrics &&
 	     ((rc = metrics_counter_new(o->metrics, "nimbus_http_requests_total", "API requests by route and status code.",
 					route_code, 2, &a->requests, e)) < 0 ||
@@ -2238,6 +2290,7 @@ int api_start(struct api *a, struct kerr *e)
 		.router = router,
 		.router_user = a,
 		.workers = API_WORKERS,
+		.fast_router = fast_router,
 		.static_dir = a->cfg->dashboard_dir,
 		.log = httpd_log,
 		.ws = {.path = "/api/v1/events", .origin_ok = ws_origin_ok, .on_open = ws_on_open,
@@ -2274,6 +2327,7 @@ void api_free(struct api *a)
 	api_stop(a);
 	api_events_free(a->events);
 	auth_limiter_free(a->limiter);
+	api_cache_free(a->cache);
 	for (size_t i = 0; i < a->db_nidle; i++)
 		db_close(a->db_idle[i]);
 	pthread_mutex_destroy(&a->setup_lock);

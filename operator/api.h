@@ -19,7 +19,9 @@
  *   path alone. 401: no or bad token; 403: a valid token, an action its
  *   role may not take; 404: missing, or another tenant's.
  * - Reads come from the informer caches and the database (tenants, keys,
- *   billing); no request LISTs the apiserver. List routes page with
+ *   billing); no request LISTs the apiserver. GET /tenants and
+ *   GET /billing/usage answers may be up to API_CACHE_TTL_MS old
+ *   (api_cache.h), except after a write through the same replica. List routes page with
  *   ?limit= (1..1000, default 100) and ?continue= (opaque, from the
  *   previous page's "continue"), ordered by key.
  * - Writes: tenants and keys go to the database (the tenant reconciler of
@@ -71,6 +73,13 @@
  * four keep both cores of a small node busy while one slow call holds up
  * only the requests queued behind four such. */
 #define API_WORKERS 4
+/* GET /tenants and GET /billing/usage answers are kept this long (per
+ * route, query and caller's scope), so that a dashboard's polling or a
+ * burst of reads costs one query a second: usage changes once a billing
+ * period (30 s), tenants seldom, and a write through this replica drops
+ * them at once. */
+#define API_CACHE_TTL_MS 1000
+#define API_CACHE_ENTRIES 256
 /* Login attempts per remote address per minute. */
 #define API_LOGIN_LIMIT 10
 #define API_PAGE_DEFAULT 100

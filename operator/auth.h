@@ -10,7 +10,8 @@
  *   auth_token_verify() accepts a token only when its header says HS256
  *   (libjwt 1.10 has no jwt_valid_* API and would accept alg "none" or
  *   another HMAC size, so the algorithm is checked here, after the
- *   signature), the signature verifies under the secret, every claim above
+ *   signature), the signature verifies under the secret (libjwt 1.10
+ *   compares it with jwt_strcmp, in constant time), every claim above
  *   is present with the right type and value, iat is not in the future and
  *   exp is. Every refusal is KERR_UNAUTHORIZED with a message saying which
  *   check failed (for the log and the 401 body; it never echoes the token).

@@ -55,10 +55,10 @@
 #define DEFAULT_WS_QUEUE 64u
 #define DEFAULT_WS_MAX_MESSAGE ((size_t)64 << 10)
 #define MAX_RESP_HEADERS 16
-/* Bytes per write of a response body: big enough that a 1 MiB body is 64
- * writes, small enough to sit on the service thread's stack and to let
- * other connections interleave. */
-#define WRITE_CHUNK 16384
+/* Bytes per write of a response body: big enough that a typical list
+ * (100 KiB) is two writes and a 1 MiB body 16, small enough to sit on the
+ * service thread's stack and to let other connections interleave. */
+#define WRITE_CHUNK 65536
 /* Request headers are held by lws in one buffer per connection; 8 KiB
  * leaves room for a long bearer token (lws's default is 4 KiB). */
 #define MAX_HEADER_BYTES 8192
@@ -180,6 +180,7 @@ struct httpd {
 	size_t max_body;
 	unsigned idle_s;
 	httpd_router_fn router;
+	httpd_router_fn fast_router; /* NULL: none */
 	void *router_user;
 	void (*log)(void *, const char *);
 	void *log_user;
@@ -891,10 +892,12 @@ static int serve_static(struct httpd *h, struct lws *wsi, struct pss *pss)
 
 /* ---------- HTTP requests ---------- */
 
-/* Run the router on t and leave the answer in t->resp; 1 when the request
- * passes to the static files. Runs on the service thread or a worker, so
- * it touches only t and what of h never changes after httpd_new. */
-static int route_txn(struct httpd *h, struct txn *t)
+enum route_result { ROUTE_ANSWER, ROUTE_STATIC, ROUTE_DEFER };
+
+/* Run router (h->router, or h->fast_router on the service thread) on t
+ * and leave the answer in t->resp. Runs on the service thread or a worker,
+ * so it touches only t and what of h never changes after httpd_new. */
+static enum route_result route_txn(struct httpd *h, struct txn *t, httpd_router_fn router)
 {
 	struct httpd_request req;
 	int rc;
@@ -903,14 +906,16 @@ static int route_txn(struct httpd *h, struct txn *t)
 		t->body[t->body_len] = '\0';
 	req_from_info(&req, &t->ri, t->body, t->body_len);
 	resp_reset(&t->resp);
-	rc = h->router(h->router_user, &req, &t->resp);
+	rc = router(h->router_user, &req, &t->resp);
+	if (rc == HTTPD_DEFER && router == h->fast_router)
+		return ROUTE_DEFER; /* the body stays for the workers' router */
 	free(t->body);
 	t->body = NULL;
 	t->body_len = t->body_cap = 0;
 	if (rc == HTTPD_PASS) {
 		if (h->static_root &&
 		    (t->ri.method == LWSHUMETH_GET || t->ri.method == LWSHUMETH_HEAD))
-			return 1;
+			return ROUTE_STATIC;
 		resp_json_error(&t->resp, 404, "not found");
 	} else if (rc < 0) {
 		hlog(h, "httpd %s: handler for %s %s failed: %s", h->addr, req.method, req.path,
@@ -921,7 +926,7 @@ static int route_txn(struct httpd *h, struct txn *t)
 		     h->addr, req.method, req.path, rc);
 		resp_json_error(&t->resp, 500, "internal error");
 	}
-	return 0;
+	return ROUTE_ANSWER;
 }
 
 /* Send what route_txn left. Service thread. */
@@ -938,7 +943,13 @@ static int dispatch(struct httpd *h, struct lws *wsi, struct pss *pss)
 	struct txn *t = pss->txn;
 
 	if (!h->nworkers)
-		return respond(h, wsi, pss, route_txn(h, t));
+		return respond(h, wsi, pss, route_txn(h, t, h->router) == ROUTE_STATIC);
+	if (h->fast_router) {
+		enum route_result r = route_txn(h, t, h->fast_router);
+
+		if (r != ROUTE_DEFER)
+			return respond(h, wsi, pss, r == ROUTE_STATIC);
+	}
 	t->wsi = wsi;
 	pthread_mutex_lock(&h->job_lock);
 	t->job = JOB_QUEUED;
@@ -974,7 +985,7 @@ static void *worker_main(void *arg)
 		t->job_next = NULL;
 		if (!t->orphaned) {
 			pthread_mutex_unlock(&h->job_lock);
-			t->pass = route_txn(h, t);
+			t->pass = route_txn(h, t, h->router) == ROUTE_STATIC;
 			pthread_mutex_lock(&h->job_lock);
 		}
 		if (t->orphaned) {
@@ -1808,6 +1819,7 @@ int httpd_new(struct httpd **out, const struct httpd_opts *opts, struct kerr *e)
 	h->max_body = opts->max_body ? opts->max_body : DEFAULT_MAX_BODY;
 	h->idle_s = opts->idle_timeout_s ? opts->idle_timeout_s : DEFAULT_IDLE_S;
 	h->router = opts->router;
+	h->fast_router = opts->workers ? opts->fast_router : NULL;
 	h->router_user = opts->router_user;
 	h->log = opts->log;
 	h->log_user = opts->log_user;

@@ -38,6 +38,8 @@
  *     still running idle_timeout_s after the request arrived loses its
  *     connection: its answer is dropped, and a request still queued then
  *     is never routed. httpd_free waits for running handlers to return.
+ *     opts.fast_router, when set, sees each request first on the service
+ *     thread and answers what needs no waiting, sparing it the hand-off.
  * - Routing: the router answers, or returns HTTPD_PASS. A passed GET or
  *   HEAD is served from static_dir when one is set, otherwise 404. Static:
  *   a regular file under the directory is served with a Content-Type from
@@ -117,6 +119,8 @@ struct httpd_response;
 typedef int (*httpd_router_fn)(void *user, const struct httpd_request *req,
 			       struct httpd_response *resp);
 #define HTTPD_PASS 1
+/* From the fast router only: hand the request to the workers' router. */
+#define HTTPD_DEFER 2
 #define HTTPD_MAX_WORKERS 64
 
 /* Status code, 200..599 (others are stored as 500). Default 200. 204 and
@@ -186,6 +190,13 @@ struct httpd_opts {
 	/* Threads running the router (see the contract); 0 = none, the router
 	 * runs on the service thread. At most HTTPD_MAX_WORKERS. */
 	unsigned workers;
+	/* With workers: tried first, on the service thread, for what can be
+	 * answered without blocking (an answer in memory, a refusal). It
+	 * returns as the router does, or HTTPD_DEFER to hand the request to
+	 * the router on a worker (which starts from an empty response). It
+	 * must never block. NULL: every request goes to the workers. Ignored
+	 * without workers. */
+	httpd_router_fn fast_router;
 	const char *static_dir;     /* directory served for passed GET/HEAD; NULL = none */
 	/* Warnings about individual requests and connections (handler
 	 * failures, dropped slow consumers), one line each, on the service

@@ -170,6 +170,17 @@ static int router(void *user, const struct httpd_request *req, struct httpd_resp
 	return HTTPD_PASS;
 }
 
+/* Tried first on the service thread: answers /api/fast itself and defers
+ * everything else to the workers. */
+static int fast_router(void *user, const struct httpd_request *req, struct httpd_response *resp)
+{
+	(void)user;
+	if (!strcmp(req->path, "/api/fast"))
+		return httpd_response_body(resp, "{\"fast\":true}", 13);
+	httpd_response_header(resp, "X-Dropped", "the workers start afresh");
+	return HTTPD_DEFER;
+}
+
 static void test_log(void *user, const char *msg)
 {
 	(void)user;
@@ -405,6 +416,7 @@ static struct httpd_opts base_opts(void)
 		.static_dir = g.static_dir,
 		.log = test_log,
 		.workers = 2,
+		.fast_router = fast_router,
 		.ws = {
 			.path = WS_PATH,
 			.origin_ok = ws_origin_ok,
@@ -1192,7 +1204,7 @@ static int slow_entered(void)
  * returns. */
 static void slow_handler_stalls_no_other_connection(void **state)
 {
-	struct slow_call sc;
+	struct slow_call sc, sc2;
 	struct kerr e = { 0 };
 	struct resp r = { 0 };
 	char head[2048], buf[64];
@@ -1224,12 +1236,24 @@ static void slow_handler_stalls_no_other_connection(void **state)
 	assert_int_equal(httpd_ws_send(g.h, id, "during", 6, 0, &e), 0);
 	assert_int_equal(ws_read_frame(fd, buf, sizeof(buf), &len), 1);
 	assert_string_equal(buf, "during");
+	/* With both workers blocked, the fast router still answers. */
+	memset(&sc2, 0, sizeof(sc2));
+	assert_int_equal(pthread_create(&sc2.thread, NULL, slow_call_run, &sc2), 0);
+	assert_true(wait_count(&g.slow_entered, entered + 2, 5));
+	assert_int_equal(http("GET", "/api/fast", NULL, 0, NULL, &r), CURLE_OK);
+	assert_int_equal(r.status, 200);
+	assert_string_equal(r.body, "{\"fast\":true}");
+	resp_free(&r);
 	pthread_mutex_lock(&g.mu);
-	done = sc.done;
+	done = sc.done + sc2.done;
 	pthread_mutex_unlock(&g.mu);
-	assert_int_equal(done, 0); /* all of that while the slow one waited */
+	assert_int_equal(done, 0); /* all of that while the slow ones waited */
 
 	slow_gate(1);
+	assert_int_equal(pthread_join(sc2.thread, NULL), 0);
+	assert_int_equal(sc2.r.status, 200);
+	assert_null(header(&sc2.r, "X-Dropped", head, sizeof(head))); /* deferred with a fresh response */
+	resp_free(&sc2.r);
 	assert_int_equal(pthread_join(sc.thread, NULL), 0);
 	assert_int_equal(sc.rc, CURLE_OK);
 	assert_int_equal(sc.r.status, 200);
