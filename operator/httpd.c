@@ -16,11 +16,12 @@
  * LWS_CALLBACK_EVENT_WAIT_CANCELLED and asks lws for writable callbacks on
  * the connections with queued messages.
  *
- * Workers: a complete request's txn goes on h->jobs; a worker takes it,
- * runs the router (touching only the txn and h's read-only fields), puts
- * it on h->done and wakes the service thread, which asks for a writable
- * callback on the connection and sends the response from there. Only the
- * service thread calls lws. While a txn is with the workers (t->job is not
+ * Workers: a complete request is first offered to h->fast_router on the
+ * service thread, when there is one; if it defers, the txn goes on
+ * h->jobs; a worker takes it, runs the router (touching only the txn and
+ * h's read-only fields), puts it on h->done and wakes the service thread,
+ * which asks for a writable callback on the connection and sends the
+ * response from there. Only the service thread calls lws. While a txn is with the workers (t->job is not
  * JOB_NONE) its connection may close: the service thread then marks it
  * orphaned instead of freeing it, and whoever holds it next (a worker, or
  * the service thread collecting h->done) frees it. Both lists and those
