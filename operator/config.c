@@ -81,6 +81,8 @@ static const struct config_flag config_flags[] = {
 	 "comma-separated controllers to run: tenant,workload,scheduler,autoscaler,billing (default all)"},
 	{"kubeconfig", CK_STRING, CF(kubeconfig), "PATH",
 	 "kubeconfig file (default $KUBECONFIG, else the in-cluster service account)"},
+	{"cache-dump-file", CK_STRING, CF(cache_dump_file), "PATH",
+	 "on SIGUSR1, write every cached object's kind, key, uid and resourceVersion to PATH (default none)"},
 	{"dashboard-dir", CK_DIR, CF(dashboard_dir), "DIR", "directory of the built dashboard to serve (default none)"},
 	{"billing-period", CK_DURATION, CF(billing_period_ms), "DURATION",
 	 "how often billing samples usage, e.g. 30s or 1m (default 30s)"},
@@ -582,6 +584,7 @@ void config_free(struct config *cfg)
 	free(cfg->leader_election_namespace);
 	free(cfg->leader_election_id);
 	free(cfg->dashboard_dir);
+	free(cfg->cache_dump_file);
 	free(cfg->api_tls_cert);
 	free(cfg->api_tls_key);
 	free(cfg->cors_origin);

@@ -95,6 +95,7 @@ struct config {
 	enum log_level log_level;          /* default info */
 	unsigned controllers;              /* CONFIG_CTRL_* bits; default all */
 	char *dashboard_dir;               /* built dashboard to serve; NULL: none; must be a directory */
+	char *cache_dump_file;             /* SIGUSR1 dumps the caches here (cache_dump.h); NULL: none */
 	int64_t billing_period_ms;         /* default 30 s, as the seed's billing loop */
 	int64_t autoscaler_period_ms;      /* default 30 s, as the seed's autoscaler loop */
 	/* Billing prices in millionths of the currency unit (0.05 = 50000),

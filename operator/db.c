@@ -382,6 +382,11 @@ int db_open(const struct db_options *o, struct db **out, struct kerr *e)
 		d->backoff_max_ns = d->backoff_initial_ns;
 	d->backoff_ns = d->backoff_initial_ns;
 	rc = db_connect(d, e);
+	if (rc == KERR_DB && o->defer_connect) {
+		log_warn("db", "database unreachable; connecting when it is back", "error", e ? e->message : "", NULL);
+		kerr_clear(e);
+		rc = 0;
+	}
 	if (rc)
 		goto err;
 	*out = d;
@@ -622,8 +627,13 @@ int db_listen(struct db *d, const char *channel, struct kerr *e)
 	d->nchannels++;
 
 	/* Registered first, so that a reconnect inside db_ensure LISTENs too;
-	 * removed again if this LISTEN fails. */
+	 * removed again if this LISTEN fails on a live connection. Without
+	 * one, the connection that comes back LISTENs (db_setup). */
 	int rc = db_ensure(d, e);
+	if (rc == KERR_DB && !d->conn) {
+		kerr_clear(e);
+		return 0;
+	}
 	if (rc == 0) {
 		char *id = PQescapeIdentifier(d->conn, channel, len);
 		char sql[DB_MAX_CHANNEL * 2 + 16], what[96];

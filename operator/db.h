@@ -36,6 +36,7 @@
 #ifndef NIMBUS_DB_H
 #define NIMBUS_DB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -61,6 +62,12 @@ struct db_options {
 	 * a recovered database is noticed. */
 	int64_t backoff_initial_ms;
 	int64_t backoff_max_ms;
+	/* false: db_open fails when the database cannot be reached now. true:
+	 * db_open returns a disconnected handle instead, and the first call
+	 * that needs the connection tries again (backoff applies): for the
+	 * operator's long-lived connections, which must not fail a start
+	 * while the database is briefly away. */
+	bool defer_connect;
 };
 
 /* Fill o from the DB_* settings of cfg (the strings stay cfg's, which must
@@ -71,7 +78,8 @@ struct db;
 
 /* Connect. On success *out is the caller's, closed with db_close(). If the
  * database cannot be reached, KERR_DB with where and why, and no handle:
- * a caller that wants to wait for the database at start retries. */
+ * a caller that wants to wait for the database at start retries, or sets
+ * o->defer_connect to get a handle that connects when it can. */
 int db_open(const struct db_options *o, struct db **out, struct kerr *e);
 /* Close the connection and free the handle. NULL-safe. */
 void db_close(struct db *d);
@@ -139,7 +147,9 @@ const struct db_migration *db_migrations(size_t *count);
 int db_migrate(struct db *d, const struct db_migration *list, size_t n, int *applied, struct kerr *e);
 
 /* LISTEN on channel (any name up to 63 bytes; quoted here), now and after
- * every reconnect. */
+ * every reconnect. When the database cannot be reached now, the channel
+ * stays registered and 0 is returned: the next connection LISTENs, and
+ * db_generation() tells the caller when that happened. */
 int db_listen(struct db *d, const char *channel, struct kerr *e);
 
 /*

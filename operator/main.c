@@ -18,9 +18,11 @@
 #include "autoscaler.h"
 #include "billing.h"
 #include "api.h"
+#include "cache_dump.h"
 #include "config.h"
 #include "controller.h"
 #include "db.h"
+#include "db_health.h"
 #include "informer.h"
 #include "kinds.h"
 #include "kube_client.h"
@@ -36,9 +38,15 @@
 
 extern char **environ;
 
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, dump_requested;
 
 static void on_signal(int sig) { stop_signal = sig; }
+
+static void on_dump_signal(int sig)
+{
+	(void)sig;
+	dump_requested = 1;
+}
 
 /* Informer log lines go through the operator's structured log. */
 static void informer_log(void *arg, enum informer_log_level level, const char *kind, const char *msg)
@@ -64,6 +72,7 @@ struct operator {
 	struct autoscaler *autoscaler;
 	struct tenant_reconciler *tenants;
 	struct probes *probes;
+	struct db_health *db_health; /* NULL when nothing running needs the database */
 	struct api *api; /* the REST API, in every replica; NULL when --api-bind-address=0 */
 	struct leader *leader;
 	bool controllers_running;
@@ -199,8 +208,9 @@ static void migrate_database(struct operator *op)
 		snprintf(count, sizeof(count), "%d", applied);
 		log_info("main", "database schema up to date", "applied", count, NULL);
 	} else {
-		log_error("main", "cannot reach or migrate the database; billing keeps usage in memory and retries "
-				  "every period; check DB_HOST, DB_PORT and that PostgreSQL is up", "error", e.message, NULL);
+		log_error("main", "cannot reach or migrate the database; not ready until it answers: tenants wait and "
+				  "billing keeps usage in memory, both retrying with backoff; check DB_HOST, DB_PORT and "
+				  "that PostgreSQL is up", "error", e.message, NULL);
 	}
 	db_close(db);
 }
@@ -220,8 +230,10 @@ static void check_crd(struct operator *op)
 		log_warn("main", "cannot check for the ComputeRequest CRD", "error", e.message, NULL);
 }
 
-/* Ready once every cache has its first LIST: until then reads would serve
- * an empty cluster. Followers are ready too: they serve reads. */
+/* Ready once every cache has its first LIST (until then reads would serve
+ * an empty cluster) and, when something running needs it, the database
+ * answers (tenants, billing and logins wait on it). Followers are ready
+ * too: they serve reads. */
 static bool ready(void *arg, char *why, size_t cap)
 {
 	struct operator *op = arg;
@@ -231,7 +243,23 @@ static bool ready(void *arg, char *why, size_t cap)
 			return false;
 		}
 	}
-	return true;
+	return !op->db_health || db_health_ok(op->db_health, why, cap);
+}
+
+static bool needs_database(const struct operator *op)
+{
+	return (op->cfg.controllers & (CONFIG_CTRL_TENANT | CONFIG_CTRL_BILLING)) || op->cfg.api_addr.port;
+}
+
+static void dump_caches(struct operator *op)
+{
+	struct kerr e = {0};
+	if (!op->cfg.cache_dump_file)
+		log_warn("main", "SIGUSR1 asks for a cache dump, but --cache-dump-file is not set", NULL);
+	else if (cache_dump_write(op->inf, INF_COUNT, op->cfg.cache_dump_file, &e) < 0)
+		log_error("main", "cannot dump the caches", "error", e.message, NULL);
+	else
+		log_info("main", "caches dumped", "file", op->cfg.cache_dump_file, NULL);
 }
 
 static int start_controllers(struct operator *op, struct kerr *e)
@@ -307,6 +335,14 @@ static int run(struct operator *op)
 		return 1;
 	}
 	check_crd(op);
+	if (needs_database(op)) {
+		struct db_options dbo;
+		db_options_from_config(&dbo, &op->cfg);
+		if (db_health_start(&op->db_health, &dbo, &e) < 0) {
+			log_error("main", "cannot start the database health check", "error", e.message, NULL);
+			return 1;
+		}
+	}
 	struct probes_options po = {.health_addr = op->cfg.health_addr, .metrics_addr = op->cfg.metrics_addr,
 				    .metrics = op->metrics, .informers = op->inf, .ninformers = INF_COUNT,
 				    .ready = ready, .ready_arg = op};
@@ -348,6 +384,10 @@ static int run(struct operator *op)
 			status = 1;
 			break;
 		}
+		if (dump_requested) {
+			dump_requested = 0;
+			dump_caches(op);
+		}
 		sleep_ms(200);
 	}
 	if (stop_signal)
@@ -374,6 +414,7 @@ static void teardown(struct operator *op)
 	tenant_reconciler_free(op->tenants);
 	api_free(op->api);
 	probes_free(op->probes);
+	db_health_free(op->db_health);
 	for (int i = 0; i < INF_COUNT; i++)
 		informer_free(op->inf[i]);
 	leader_free(op->leader);
@@ -412,6 +453,11 @@ int main(int argc, char **argv)
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
+	struct sigaction du = {0};
+	du.sa_handler = on_dump_signal;
+	sigemptyset(&du.sa_mask);
+	du.sa_flags = SA_RESTART;
+	sigaction(SIGUSR1, &du, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	log_info("main", "nimbus-operator starting", NULL);
 	int status = run(&op);

@@ -826,19 +826,31 @@ static int resync(struct tenant_reconciler *t, struct kerr *e)
 	return 0;
 }
 
+/* The schema, before the first resync: when the database was away at
+ * start, main could not apply it (db_migrate serialises the replicas and
+ * the other users, so applying it twice is harmless). */
+static int migrate(struct tenant_reconciler *t, struct kerr *e)
+{
+	size_t n;
+	const struct db_migration *m = db_migrations(&n);
+	return db_migrate(t->listen_db, m, n, NULL, e);
+}
+
 static void *listen_main(void *arg)
 {
 	struct tenant_reconciler *t = arg;
 	uint64_t synced_gen = 0;
 	int64_t next_resync = 0;
-	bool need_resync = true, failing = false;
+	bool need_resync = true, failing = false, migrated = false;
 	while (!atomic_load(&t->stopping)) {
 		struct kerr e = {0};
 		int rc = 0;
 		/* A new connection may have missed notifications: read the
 		 * table first. The SELECT itself reconnects a lost connection,
 		 * which LISTENs again before the SELECT runs. */
-		if (need_resync || db_generation(t->listen_db) != synced_gen || now_ms() >= next_resync) {
+		if (!migrated && (rc = migrate(t, &e)) == 0)
+			migrated = true;
+		if (rc == 0 && (need_resync || db_generation(t->listen_db) != synced_gen || now_ms() >= next_resync)) {
 			rc = resync(t, &e);
 			if (rc == 0) {
 				need_resync = false;
@@ -900,11 +912,16 @@ int tenant_reconciler_new(struct tenant_reconciler **out, const struct tenant_re
 		.arg = t,
 		.metrics = o->metrics,
 	};
+	/* A database that is away at start must not stop the operator: the
+	 * handles connect when it is back, and the listener then migrates and
+	 * resyncs every tenant. */
+	struct db_options dbo = *o->db;
+	dbo.defer_connect = true;
 	int rc = controller_new(&t->ctl, &co, e);
 	if (rc == 0)
-		rc = db_open(o->db, &t->db, e);
+		rc = db_open(&dbo, &t->db, e);
 	if (rc == 0)
-		rc = db_open(o->db, &t->listen_db, e);
+		rc = db_open(&dbo, &t->listen_db, e);
 	if (rc == 0)
 		rc = db_listen(t->listen_db, TENANT_CHANNEL, e);
 	struct informer_handlers nh = {ns_add, ns_update, ns_add, t}, qh = {quota_add, quota_update, quota_add, t};

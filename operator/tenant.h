@@ -219,10 +219,11 @@ struct tenant_reconciler;
 
 /*
  * Create the reconciler: its controller ("tenant"), its two database
- * connections (the listener's LISTENs on nimbus_tenants at once), and its
- * handlers on both informers, which must not be started yet. Fails with
- * KERR_DB when the database cannot be reached now (the db module
- * reconnects by itself afterwards). The caller owns *out
+ * connections (the listener's LISTENs on nimbus_tenants), and its
+ * handlers on both informers, which must not be started yet. A database
+ * that cannot be reached now is not an error: the connections are made
+ * when it is back (with the db module's backoff), and the listener then
+ * applies the migrations and resyncs every tenant. The caller owns *out
  * (tenant_reconciler_free). On failure, free the informers without
  * starting them: one may already hold a handler pointing to the freed
  * reconciler.
