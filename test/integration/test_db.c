@@ -722,6 +722,53 @@ static void backoff_while_down_then_recover(void **state)
 	proxy_stop();
 }
 
+/* A handle opened with defer_connect while the database is away: it is
+ * returned disconnected, its LISTEN is kept, and once the database is back
+ * the next use connects and notifications arrive. */
+static void deferred_open_while_down(void **state)
+{
+	(void)state;
+	char port[16];
+	struct kerr e = {0};
+	struct db_options o;
+	struct db *l = NULL;
+	proxy_start();
+	proxy_set(true);
+	snprintf(port, sizeof(port), "%d", px.port);
+	db_options_from_config(&o, &cfg);
+	o.host = "127.0.0.1";
+	o.port = port;
+	o.backoff_initial_ms = 100;
+	o.backoff_max_ms = 200;
+	/* Without defer_connect the same open fails. */
+	assert_int_equal(db_open(&o, &l, &e), KERR_DB);
+	assert_null(l);
+	expect_msg(&e, "is unreachable");
+	o.defer_connect = true;
+	kerr_clear(&e);
+	must(db_open(&o, &l, &e), &e);
+	assert_non_null(l);
+	assert_int_equal(db_generation(l), 0);
+	must(db_listen(l, "nimbus_tenants", &e), &e);
+	assert_int_equal(db_ping(l, &e), KERR_DB);
+
+	proxy_set(false);
+	PGnotify *n = NULL;
+	int64_t deadline = now_ms() + 3000;
+	while (db_generation(l) == 0 && now_ms() < deadline) {
+		kerr_clear(&e);
+		if (db_wait_notify(l, 100, &n, &e) == 0 && n)
+			PQfreemem(n);
+	}
+	assert_int_equal(db_generation(l), 1);
+	char payload[32];
+	snprintf(payload, sizeof(payload), "deferred-%d", (int)getpid());
+	PQclear(admin_exec("NOTIFY nimbus_tenants, '%s'", payload));
+	expect_notify(l, payload);
+	db_close(l);
+	proxy_stop();
+}
+
 static int group_setup(void **state)
 {
 	struct kerr e = {0};
@@ -772,6 +819,7 @@ int main(void)
 		cmocka_unit_test(reconnect_after_terminate),
 		cmocka_unit_test(unreachable_server),
 		cmocka_unit_test(backoff_while_down_then_recover),
+		cmocka_unit_test(deferred_open_while_down),
 	};
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
