@@ -42,6 +42,16 @@ struct track {
 	char *last_failure;         /* the last FailedScheduling message sent; NULL: none */
 };
 
+/* What the pods bound or assumed to one node request; kept up to date by
+ * the pod handlers and the assumptions, so that a decision costs a lookup
+ * per node rather than a walk over every pod. */
+struct node_sum {
+	UT_hash_handle hh;
+	char *name;                 /* the node; the hash key */
+	struct kresources requested;
+	int64_t npods;
+};
+
 struct usage_entry {
 	char *name;
 	struct kresources usage;
@@ -55,11 +65,14 @@ struct scheduler {
 	struct sched_weights w;
 	int64_t usage_period_ms;
 
-	/* mu guards tracks and started, and is held for each whole decision
-	 * (snapshot, choice, assumption) so that two workers never see the
-	 * same free room. Lock order: mu, then usage_mu. */
+	/* mu guards tracks, sums and started, and is held for each whole
+	 * decision (snapshot, choice, assumption) so that two workers never
+	 * see the same free room. Lock order: mu, then usage_mu. */
 	pthread_mutex_t mu;
 	struct track *tracks;
+	size_t nparked;             /* tracks with parked set */
+	struct node_sum *sums;      /* by node name; only nodes with pods */
+	bool sums_lost;             /* a sum could not be recorded (out of memory) */
 	bool started;
 
 	/* The latest node usage, sorted by name; replaced whole by the sampler. */
@@ -116,6 +129,57 @@ static bool terminal(const struct kpod *p) { return p->phase == KPOD_SUCCEEDED |
 /* Whether p occupies room on a node. */
 static bool holds_room(const struct kpod *p) { return p->node_name[0] && !terminal(p); }
 
+/* Add (sign 1) or take back (sign -1) one pod's requests on node. mu held. */
+static void sum_add(struct scheduler *s, const char *node, const struct kresources *r, int sign)
+{
+	struct node_sum *n = NULL;
+	HASH_FIND_STR(s->sums, node, n);
+	if (!n) {
+		if (sign < 0 || !(n = calloc(1, sizeof(*n))) || !(n->name = strdup(node))) {
+			if (n)
+				free(n);
+			goto lost;
+		}
+		HASH_ADD_KEYPTR(hh, s->sums, n->name, strlen(n->name), n);
+		if (!n->hh.tbl) {
+			free(n->name);
+			free(n);
+			goto lost;
+		}
+	}
+	n->requested.cpu_milli += sign * r->cpu_milli;
+	n->requested.memory += sign * r->memory;
+	n->npods += sign;
+	if (n->npods == 0) {
+		HASH_DEL(s->sums, n);
+		free(n->name);
+		free(n);
+	}
+	return;
+lost:
+	/* Without a true sum a decision could over-commit the node: every
+	 * decision fails from now on, loudly. */
+	if (!s->sums_lost)
+		log_error(LOGGER, "out of memory keeping what the pods of a node request; nimbus-scheduler "
+				  "binds nothing more until nimbus-operator restarts",
+			  "node", node, NULL);
+	s->sums_lost = true;
+}
+
+/* Count (sign 1) or uncount (sign -1) a pod the informer shows, if it holds room. mu held. */
+static void sum_pod(struct scheduler *s, const struct kpod *p, int sign)
+{
+	if (holds_room(p))
+		sum_add(s, p->node_name, &p->requests, sign);
+}
+
+static void set_parked(struct scheduler *s, struct track *t, bool parked)
+{
+	if (t->parked != parked)
+		s->nparked += parked ? 1 : (size_t)-1;
+	t->parked = parked;
+}
+
 static void count_pending(struct scheduler *s)
 {
 	if (s->pending)
@@ -129,8 +193,19 @@ static struct track *track_find(struct scheduler *s, const char *key)
 	return t;
 }
 
+static void forget_assumption(struct scheduler *s, struct track *t)
+{
+	if (t->assumed)
+		sum_add(s, t->node, &t->requests, -1);
+	t->assumed = false;
+	free(t->node);
+	t->node = NULL;
+}
+
 static void track_drop(struct scheduler *s, struct track *t)
 {
+	forget_assumption(s, t);
+	set_parked(s, t, false);
 	HASH_DEL(s->tracks, t);
 	free(t->key);
 	free(t->uid);
@@ -163,13 +238,6 @@ static struct track *track_add(struct scheduler *s, const struct kpod *p)
 	return NULL;
 }
 
-static void forget_assumption(struct track *t)
-{
-	t->assumed = false;
-	free(t->node);
-	t->node = NULL;
-}
-
 /* Highest priority first, then oldest, then by key: the order in which
  * pods released together are served. */
 static int track_order(const struct track *a, const struct track *b)
@@ -186,12 +254,14 @@ static int track_cmp(void *a, void *b) { return track_order(a, b); }
 /* Something may have made room: queue every parked pod, best first. mu held. */
 static void release_parked(struct scheduler *s)
 {
-	if (!s->started)
+	/* Pods are deleted and bound by the thousand: no walk over every
+	 * pending pod when none waits for room. */
+	if (!s->started || s->nparked == 0)
 		return;
 	HASH_SORT(s->tracks, track_cmp);
 	for (struct track *t = s->tracks; t; t = t->hh.next) {
 		if (t->parked) {
-			t->parked = false;
+			set_parked(s, t, false);
 			controller_enqueue(s->ctl, t->key);
 		}
 	}
@@ -231,11 +301,11 @@ static void want(struct scheduler *s, struct track *t, const char *key)
 {
 	if (!s->started) {
 		if (t)
-			t->parked = true;
+			set_parked(s, t, true);
 		return;
 	}
 	if (t)
-		t->parked = false;
+		set_parked(s, t, false);
 	controller_enqueue(s->ctl, key);
 }
 
@@ -243,6 +313,13 @@ static void on_pod(struct scheduler *s, const struct kpod *old, const struct kpo
 {
 	bool freed = false;
 	pthread_mutex_lock(&s->mu);
+	/* The new state first, so that a node's sum never drops to nothing
+	 * between the two. settle() below ends an assumption that the pod now
+	 * shows bound: the pod counts once, as assumed or as bound. */
+	if (p)
+		sum_pod(s, p, 1);
+	if (old)
+		sum_pod(s, old, -1);
 	struct track *t = settle(s, key, p, &freed);
 	if (p && is_ours(s, p) && (t || !track_find(s, key)))
 		want(s, t, key);
@@ -308,33 +385,10 @@ static void node_update(void *arg, struct kobj *old, struct kobj *o)
 /* ---- the snapshot ----------------------------------------------------------------- */
 
 struct snapshot {
-	struct kobj **nodes;      /* sorted by name */
+	struct kobj **nodes;      /* the node cache, in its own order */
 	size_t n;
 	struct sched_node *sn;    /* one per node */
-	struct kobj ***pods;      /* each node's pods, to tell whether an assumed pod is among them */
-	size_t *npods;
 };
-
-static int kobj_name_cmp(const void *a, const void *b)
-{
-	return strcmp((*(struct kobj *const *)a)->name, (*(struct kobj *const *)b)->name);
-}
-
-static long node_index(const struct snapshot *sn, const char *name)
-{
-	size_t lo = 0, hi = sn->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		int c = strcmp(sn->nodes[mid]->name, name);
-		if (c == 0)
-			return (long)mid;
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return -1;
-}
 
 static const struct usage_entry *usage_find(const struct scheduler *s, const char *name)
 {
@@ -354,77 +408,44 @@ static const struct usage_entry *usage_find(const struct scheduler *s, const cha
 
 static void snapshot_free(struct snapshot *sn)
 {
-	for (size_t i = 0; sn->pods && i < sn->n; i++)
-		store_list_free(sn->pods[i], sn->npods[i]);
-	free(sn->pods);
-	free(sn->npods);
 	free(sn->sn);
 	store_list_free(sn->nodes, sn->n);
 	memset(sn, 0, sizeof(*sn));
 }
 
-static bool lists_key(struct kobj *const *objs, size_t n, const char *key)
-{
-	for (size_t i = 0; i < n; i++)
-		if (strcmp(objs[i]->key, key) == 0)
-			return true;
-	return false;
-}
-
-/* Nodes, what their pods and the assumptions request, and their usage. mu held. */
+/* Nodes, what their pods and the assumptions request (the sums), and their
+ * usage. sched_choose() breaks ties by name, so the order of the node
+ * cache does not matter. mu held. */
 static int snapshot_take(struct scheduler *s, struct snapshot *sn, struct kerr *e)
 {
 	memset(sn, 0, sizeof(*sn));
+	if (s->sums_lost)
+		return kerr_set(e, KERR_NOMEM, "the node sums were lost to an out-of-memory error; restart nimbus-operator");
 	int rc = store_list(informer_store(s->nodes), &sn->nodes, &sn->n);
 	if (rc < 0)
 		return kerr_set(e, rc, "listing the node cache: %s", kerr_strerror(rc));
 	if (sn->n == 0)
 		return 0;
-	qsort(sn->nodes, sn->n, sizeof(*sn->nodes), kobj_name_cmp);
-	sn->sn = calloc(sn->n, sizeof(*sn->sn));
-	sn->pods = calloc(sn->n, sizeof(*sn->pods));
-	sn->npods = calloc(sn->n, sizeof(*sn->npods));
-	if (!sn->sn || !sn->pods || !sn->npods) {
+	if (!(sn->sn = calloc(sn->n, sizeof(*sn->sn)))) {
 		snapshot_free(sn);
 		return kerr_set(e, KERR_NOMEM, "out of memory taking a scheduling snapshot");
-	}
-	struct store *pods = informer_store(s->pods);
-	for (size_t i = 0; i < sn->n; i++) {
-		struct sched_node *n = &sn->sn[i];
-		n->node = (const struct knode *)sn->nodes[i];
-		n->usage_age_ms = -1;
-		rc = store_by_index(pods, SCHEDULER_NODE_INDEX, sn->nodes[i]->name, &sn->pods[i], &sn->npods[i]);
-		if (rc < 0) {
-			snapshot_free(sn);
-			return kerr_set(e, rc, "listing the pods of a node: %s", kerr_strerror(rc));
-		}
-		for (size_t j = 0; j < sn->npods[i]; j++) {
-			const struct kpod *p = (const struct kpod *)sn->pods[i][j];
-			if (terminal(p))
-				continue;
-			n->requested.cpu_milli += p->requests.cpu_milli;
-			n->requested.memory += p->requests.memory;
-			n->npods++;
-		}
-	}
-	/* An assumed pod counts unless the watch already put it among its
-	 * node's pods above: each pod exactly once, whenever the watch lands. */
-	for (struct track *t = s->tracks; t; t = t->hh.next) {
-		long i = t->assumed ? node_index(sn, t->node) : -1;
-		if (i < 0 || lists_key(sn->pods[i], sn->npods[i], t->key))
-			continue;
-		sn->sn[i].requested.cpu_milli += t->requests.cpu_milli;
-		sn->sn[i].requested.memory += t->requests.memory;
-		sn->sn[i].npods++;
 	}
 	pthread_mutex_lock(&s->usage_mu);
 	int64_t age = s->usage_at_ms ? mono_ms() - s->usage_at_ms : -1;
 	for (size_t i = 0; i < sn->n; i++) {
-		const struct usage_entry *u = usage_find(s, sn->nodes[i]->name);
-		if (u) {
-			sn->sn[i].usage = u->usage;
-			sn->sn[i].usage_age_ms = age;
+		struct sched_node *n = &sn->sn[i];
+		const char *name = sn->nodes[i]->name;
+		n->node = (const struct knode *)sn->nodes[i];
+		const struct node_sum *sum = NULL;
+		HASH_FIND_STR(s->sums, name, sum);
+		if (sum) {
+			n->requested = sum->requested;
+			n->npods = sum->npods;
 		}
+		const struct usage_entry *u = usage_find(s, name);
+		n->usage_age_ms = u ? age : -1;
+		if (u)
+			n->usage = u->usage;
 	}
 	pthread_mutex_unlock(&s->usage_mu);
 	return 0;
@@ -510,7 +531,7 @@ static struct reconcile_result unschedulable(struct scheduler *s, struct track *
 	char msg[1024];
 	sched_failure_message(f, msg, sizeof(msg));
 	bool changed = !t->last_failure || strcmp(t->last_failure, msg) != 0;
-	t->parked = true;
+	set_parked(s, t, true);
 	if (changed) {
 		free(t->last_failure);
 		t->last_failure = strdup(msg); /* on failure the next attempt just says it again */
@@ -576,8 +597,9 @@ static struct reconcile_result scheduler_reconcile(void *arg, const char *key, s
 		return reconcile_error();
 	}
 	t->assumed = true;
-	t->parked = false;
+	set_parked(s, t, false);
 	t->requests = p->requests;
+	sum_add(s, node, &t->requests, 1);
 	pthread_mutex_unlock(&s->mu);
 
 	int iscore = (int)lround(score);
@@ -589,7 +611,7 @@ static struct reconcile_result scheduler_reconcile(void *arg, const char *key, s
 		pthread_mutex_lock(&s->mu);
 		struct track *now = track_find(s, key);
 		if (now && now->assumed && strcmp(now->uid, p->meta.uid) == 0) {
-			forget_assumption(now);
+			forget_assumption(s, now);
 			release_parked(s);
 		}
 		pthread_mutex_unlock(&s->mu);
@@ -904,6 +926,12 @@ void scheduler_free(struct scheduler *s)
 		free(t->node);
 		free(t->last_failure);
 		free(t);
+	}
+	struct node_sum *n, *ntmp;
+	HASH_ITER(hh, s->sums, n, ntmp) {
+		HASH_DEL(s->sums, n);
+		free(n->name);
+		free(n);
 	}
 	usage_free(s->usage, s->nusage);
 	pthread_cond_destroy(&s->usage_cond);

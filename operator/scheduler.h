@@ -19,6 +19,9 @@
  *   hold nothing. Pods bound by other schedulers count once the informer
  *   shows them: two schedulers sharing nodes can race for the same room,
  *   as with any second scheduler, and the kubelet refuses what does not fit.
+ *   What each node's pods and assumptions request is kept as a running sum,
+ *   updated by the pod handlers and the assumptions under the same mutex,
+ *   so a decision costs a lookup per node, not a walk over the node's pods.
  * - A pod that fits nowhere stays Pending with a Warning FailedScheduling
  *   event (sent again only when its message changes) and is parked: it is
  *   retried when something could make room (a node added, or changed in
