@@ -72,6 +72,8 @@ static const struct config_flag config_flags[] = {
 	{"leader-elect-retry-period", CK_DURATION, CF(leader_elect_retry_period_ms), "DURATION",
 	 "wait between attempts to acquire or renew the lease (default 2s)"},
 	{"workers", CK_INT, CF(workers), "N", "reconcile workers per controller, 1-1024 (default 4)"},
+	{"scheduler-workers", CK_INT, CF(scheduler_workers), "N",
+	 "nimbus-scheduler's workers: decisions take turns, binds and events overlap, 1-1024 (default 64)"},
 	{"kube-api-qps", CK_RATE, CF(kube_api_qps), "N",
 	 "requests per second to the apiserver, besides watches, 1-100000 (default 200)"},
 	{"kube-api-burst", CK_RATE, CF(kube_api_burst), "N",
@@ -477,6 +479,7 @@ static int config_defaults(struct config *cfg, char *const envp[], struct kerr *
 	cfg->leader_elect_renew_deadline_ms = 10000;
 	cfg->leader_elect_retry_period_ms = 2000;
 	cfg->workers = 4;
+	cfg->scheduler_workers = 64;
 	/* client-go's 50/100 throttles an operator that creates a Deployment
 	 * and writes status for each of 20 requests a second; 200/400 keeps
 	 * the apiserver, not the client, the limit. */

@@ -90,6 +90,9 @@ struct config {
 	int64_t leader_elect_retry_period_ms;   /* default 2 s */
 
 	int workers;                       /* reconcile workers per controller, 1-1024; default 4 */
+	/* The scheduler's decisions run one at a time; its workers overlap the
+	 * binds' round trips, which bound its throughput. */
+	int scheduler_workers;             /* 1-1024; default 64 */
 	int kube_api_qps;                  /* client-side rate limit of non-watch requests; default 200 */
 	int kube_api_burst;                /* default 400 */
 	enum log_level log_level;          /* default info */

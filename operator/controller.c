@@ -9,7 +9,7 @@
 #include "log.h"
 #include "workqueue.h"
 
-enum { MAX_WORKERS = 64 };
+enum { MAX_WORKERS = 1024 }; /* config.c allows as many */
 
 struct controller {
 	char *name;

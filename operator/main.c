@@ -95,8 +95,12 @@ static int build(struct operator *op, struct kerr *e)
 				    : kubeconfig_load_default(&kc, NULL, e);
 	if (rc < 0)
 		return rc;
+	/* Every worker of every controller can be in a request at once; a
+	 * connection beyond the idle handles kept is closed after its request,
+	 * and the next one pays a TLS handshake. */
+	int concurrent = __builtin_popcount(op->cfg.controllers) * op->cfg.workers + op->cfg.scheduler_workers;
 	struct kube_client_options co = {.user_agent = "nimbus-operator/0.1.0", .qps = op->cfg.kube_api_qps,
-					 .burst = op->cfg.kube_api_burst};
+					 .burst = op->cfg.kube_api_burst, .max_idle_handles = concurrent + 8};
 	rc = kube_client_new(&op->client, &kc, &co, e);
 	log_info("main", "kubernetes client ready", "server", kc.server, "config", kc.origin ? kc.origin : "", NULL);
 	kube_config_free(&kc);
@@ -152,7 +156,7 @@ static int build(struct operator *op, struct kerr *e)
 	if (op->cfg.controllers & CONFIG_CTRL_SCHEDULER) {
 		struct scheduler_options so = {.client = op->client, .pods = op->inf[INF_POD], .nodes = op->inf[INF_NODE],
 					       .metrics = op->metrics, .controller_metrics = &op->cmetrics,
-					       .workers = op->cfg.workers};
+					       .workers = op->cfg.scheduler_workers};
 		if ((rc = scheduler_new(&op->scheduler, &so, e)) < 0)
 			return rc;
 	}

@@ -119,7 +119,7 @@ def nodes(namespace):
 
 @pytest.fixture
 def scheduler(operator):
-    """nimbus-operator running only the scheduler; more args (e.g. --workers=1) may be given."""
+    """nimbus-operator running only the scheduler; more args (e.g. --scheduler-workers=1) may be given."""
     def start(*args):
         return operator("--controllers=scheduler", *args)
     return start
@@ -207,7 +207,7 @@ def test_bin_packing_fills_one_node_before_the_next(scheduler, namespace, nodes)
     same free room."""
     tag = namespace
     a, b = nodes(100, 2, cpu="4", labels={"nimbus-test": tag})
-    op = scheduler("--workers=4")
+    op = scheduler("--scheduler-workers=4")
     sel = {"nodeSelector": {"nimbus-test": tag}}
     first = [f"p{i}" for i in range(6)]
     create(*[pod_doc(namespace, n, cpu="1", memory="1Gi", **sel) for n in first])
@@ -352,7 +352,7 @@ def test_restart_with_pending_pods_loses_none(scheduler, namespace, nodes):
 
         # One worker, so the log shows the order in which they were served:
         # highest priority first.
-        op2 = scheduler("--workers=1")
+        op2 = scheduler("--scheduler-workers=1")
         wait_bound(namespace, down)
         order = [ln["pod"] for ln in sched_lines(op2, "pod scheduled") if ln["pod"].split("/")[1] in down]
         assert order == [f"{namespace}/down-30", f"{namespace}/down-20", f"{namespace}/down-10"], order

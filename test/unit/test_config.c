@@ -70,6 +70,7 @@ static void defaults(void **state)
 	assert_string_equal(c.leader_election_namespace, "nimbus-system");
 	assert_string_equal(c.leader_election_id, "nimbus-operator-leader");
 	assert_int_equal(c.workers, 4);
+	assert_int_equal(c.scheduler_workers, 64);
 	assert_int_equal(c.kube_api_qps, 200);
 	assert_int_equal(c.kube_api_burst, 400);
 	assert_int_equal(c.log_level, LOG_LEVEL_INFO);
@@ -146,6 +147,7 @@ static void every_flag_both_forms(void **state)
 		{"--leader-election-namespace", "ops"},
 		{"--leader-election-id", "nimbus-lock"},
 		{"--workers", "16"},
+		{"--scheduler-workers", "8"},
 		{"--kube-api-qps", "1000"},
 		{"--kube-api-burst", "2000"},
 		{"--log-level", "debug"},
@@ -190,6 +192,7 @@ static void every_flag_both_forms(void **state)
 		assert_string_equal(c.leader_election_namespace, "ops");
 		assert_string_equal(c.leader_election_id, "nimbus-lock");
 		assert_int_equal(c.workers, 16);
+		assert_int_equal(c.scheduler_workers, 8);
 		assert_int_equal(c.kube_api_qps, 1000);
 		assert_int_equal(c.kube_api_burst, 2000);
 		assert_int_equal(c.log_level, LOG_LEVEL_DEBUG);
@@ -262,7 +265,7 @@ static void help_stops_parsing(void **state)
 	fclose(f);
 	const char *want[] = {"--metrics-bind-address=ADDR", "--health-probe-bind-address=ADDR", "--api-bind-address=ADDR",
 			      "--leader-elect ", "--leader-election-namespace=NS", "--leader-election-id=NAME",
-			      "--workers=N", "--log-level=LEVEL", "--controllers=LIST", "--kubeconfig=PATH",
+			      "--workers=N", "--scheduler-workers=N", "--log-level=LEVEL", "--controllers=LIST", "--kubeconfig=PATH",
 			      "--dashboard-dir=DIR", "--billing-period=DURATION", "--autoscaler-period=DURATION",
 			      "--price-cpu-core-hour=PRICE", "--price-memory-gib-hour=PRICE", "--currency=CODE",
 			      "NIMBUS_PRICE_CPU_CORE_HOUR", "NIMBUS_CURRENCY",
