@@ -9,7 +9,9 @@ operator's resident memory, open file descriptors and threads are read
 from /proc.
 
 At the end (SIGTERM: the operator must stop cleanly) the samples after the
-warm-up are fitted by least squares, and the run fails on:
+warm-up (20 % of the run, at least 90 s: the caches, the event ring and the
+malloc arenas of a fresh process fill for minutes) are fitted by least
+squares, and the run fails on:
   - clear growth: the fitted line rises by more than max(2 MiB, 10 % of
     the mean) of RSS, 4 file descriptors or 2 threads over the measured
     window, and the median of the window's last quarter exceeds that of
@@ -295,7 +297,7 @@ def main():
     samples = []  # (seconds since start, rss KiB, fds, threads)
     stop = threading.Event()
     t0 = time.monotonic()
-    warmup = max(60.0, 0.2 * args.minutes * 60)
+    warmup = max(90.0, 0.2 * args.minutes * 60)
     kinds = {}
 
     def sample():
