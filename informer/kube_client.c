@@ -640,6 +640,37 @@ static void kc_copy_printable(char *dst, size_t cap, const char *src)
 	dst[i] = '\0';
 }
 
+/*
+ * A 403 comes from authorization (RBAC) or from an admission plugin, and
+ * only the message tells which; a hint that blames RBAC for a terminating
+ * namespace sends people to the wrong place. "" when the message is not
+ * one of these: it then speaks for itself.
+ */
+static const char *kc_forbidden_hint(const char *message)
+{
+	static const struct {
+		const char *needle;
+		const char *hint;
+	} hints[] = {
+		/* NamespaceLifecycle */
+		{"because it is being terminated",
+		 "; the namespace is being deleted, and nothing new can be created in it until it is gone"},
+		/* ResourceQuota */
+		{"exceeded quota",
+		 "; a ResourceQuota of the namespace refused it: raise the quota or request less"},
+		/* PodSecurity */
+		{"violates PodSecurity",
+		 "; the namespace's Pod Security level refused it: change the pod's security settings"},
+		/* RBAC: 'pods is forbidden: User "x" cannot list resource ...' */
+		{"\" cannot ",
+		 "; the user lacks an RBAC permission: grant it with a Role/ClusterRole binding"},
+	};
+	for (size_t i = 0; i < sizeof(hints) / sizeof(hints[0]); i++)
+		if (strstr(message, hints[i].needle))
+			return hints[i].hint;
+	return "";
+}
+
 int kube_client_status_error(long http_status, const char *body, const char *what, struct kerr *e)
 {
 	char reason[sizeof(((struct kerr *)0)->reason)] = "";
@@ -683,7 +714,7 @@ int kube_client_status_error(long http_status, const char *body, const char *wha
 	if (status == 401)
 		hint = "; the credentials were rejected: check the token or client certificate";
 	else if (status == 403)
-		hint = "; the user lacks an RBAC permission: grant it with a Role/ClusterRole binding";
+		hint = kc_forbidden_hint(message);
 	kerr_set(e, code, "%s: %s (%s%sHTTP %ld)%s", what ? what : "request",
 		 message[0] ? message : kerr_strerror(code), reason, reason[0] ? ", " : "", status, hint);
 	e->http_status = status;

@@ -48,6 +48,27 @@ static void status_hints(void **state)
 			 KERR_FORBIDDEN);
 	assert_non_null(strstr(e.message, "RBAC"));
 	kerr_clear(&e);
+	/* NamespaceLifecycle refuses with 403 Forbidden too: not an RBAC matter. */
+	assert_int_equal(kube_client_status_error(403, "{\"kind\":\"Status\",\"reason\":\"Forbidden\",\"message\":"
+			 "\"events \\\"x.1\\\" is forbidden: unable to create new content in namespace t because it is being terminated\"}",
+			 "POST /api/v1/namespaces/t/events", &e),
+			 KERR_FORBIDDEN);
+	assert_null(strstr(e.message, "RBAC"));
+	assert_non_null(strstr(e.message, "namespace is being deleted"));
+	kerr_clear(&e);
+	assert_int_equal(kube_client_status_error(403, "{\"kind\":\"Status\",\"reason\":\"Forbidden\",\"message\":"
+			 "\"pods \\\"p\\\" is forbidden: exceeded quota: q, requested: pods=1, used: pods=2, limited: pods=2\"}",
+			 "POST /api/v1/namespaces/t/pods", &e),
+			 KERR_FORBIDDEN);
+	assert_null(strstr(e.message, "RBAC"));
+	assert_non_null(strstr(e.message, "ResourceQuota"));
+	kerr_clear(&e);
+	/* A refusal this code does not know gets no guess. */
+	assert_int_equal(kube_client_status_error(403, "{\"kind\":\"Status\",\"reason\":\"Forbidden\",\"message\":\"maximum cpu usage per Container is 1\"}",
+			 "POST /p", &e),
+			 KERR_FORBIDDEN);
+	assert_string_equal(e.message, "POST /p: maximum cpu usage per Container is 1 (Forbidden, HTTP 403)");
+	kerr_clear(&e);
 	assert_int_equal(kube_client_status_error(401, "{\"kind\":\"Status\",\"reason\":\"Unauthorized\",\"message\":\"Unauthorized\"}", "GET /", &e),
 			 KERR_UNAUTHORIZED);
 	assert_non_null(strstr(e.message, "token or client certificate"));
