@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "quantity.h"
+#include "timefmt.h"
 
 /* The first block serves a typical object whole and is kept between objects. */
 #define KD_BLOCK_SIZE 8192
@@ -292,69 +293,14 @@ int kd_quantity(struct kdecode *d, const struct json_path *p, enum json_type typ
 	return rc;
 }
 
-static int kparse_digits(const char *s, size_t n, int *out)
-{
-	int v = 0;
-	for (size_t i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's method). */
-static int64_t kdays_from_civil(int64_t y, int m, int d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static int kparse_rfc3339(const char *s, size_t len, int64_t *out)
-{
-	/* YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM) */
-	int y, mo, d, h, mi, sec, oh = 0, om = 0;
-	if (len < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') ||
-	    s[13] != ':' || s[16] != ':' || kparse_digits(s, 4, &y) || kparse_digits(s + 5, 2, &mo) ||
-	    kparse_digits(s + 8, 2, &d) || kparse_digits(s + 11, 2, &h) ||
-	    kparse_digits(s + 14, 2, &mi) || kparse_digits(s + 17, 2, &sec))
-		return KERR_PARSE;
-	size_t i = 19;
-	if (s[i] == '.') {
-		size_t start = ++i;
-		while (i < len && s[i] >= '0' && s[i] <= '9')
-			i++;
-		if (i == start)
-			return KERR_PARSE;
-	}
-	int sign = 0;
-	if (i + 1 == len && (s[i] == 'Z' || s[i] == 'z')) {
-		sign = 0;
-	} else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':' &&
-	           !kparse_digits(s + i + 1, 2, &oh) && !kparse_digits(s + i + 4, 2, &om)) {
-		sign = s[i] == '-' ? -1 : 1;
-	} else {
-		return KERR_PARSE;
-	}
-	static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] || h > 23 || mi > 59 || sec > 60 ||
-	    oh > 23 || om > 59)
-		return KERR_PARSE;
-	int64_t t = kdays_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
-	*out = t - sign * (oh * 3600 + om * 60);
-	return 0;
-}
-
 int kd_time(struct kdecode *d, const struct json_path *p, enum json_type type,
             const char *s, size_t len, int64_t *out)
 {
-	if (type == JSON_STRING && kparse_rfc3339(s, len, out) == 0)
+	int64_t us;
+	if (type == JSON_STRING && timefmt_parse(s, len, &us) == 0) {
+		*out = timefmt_floor_div(us, 1000000);
 		return 0;
+	}
 	kd_fail(d, KERR_PARSE, "%s %s: expected an RFC 3339 time such as \"2024-01-15T10:30:00Z\", got %s%.*s",
 	        d->kind->name, kd_path_text(d, p), type == JSON_STRING ? "" : kd_type_name(type),
 	        type == JSON_STRING ? (int)(len > 40 ? 40 : len) : 0, s ? s : "");

@@ -12,6 +12,8 @@
 #include <yajl/yajl_gen.h>
 #include <yajl/yajl_tree.h>
 
+#include "timefmt.h"
+
 #define LEASES_API "/apis/coordination.k8s.io/v1"
 
 struct leader {
@@ -62,111 +64,6 @@ static int64_t wall_us(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-/* Days since 1970-01-01 of a proleptic Gregorian date, and back (H. Hinnant's
- * algorithms): exact for any year, independent of the C library's time zone. */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-	z += 719468;
-	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-	int64_t doe = z - era * 146097;
-	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	int64_t mp = (5 * doy + 2) / 153;
-	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
-	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
-	*y = yoe + era * 400 + (*m <= 2);
-}
-
-/* 0000-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z in unix microseconds:
- * the range a four-digit year can show. */
-#define MICRO_TIME_MIN (-62167219200LL * 1000000)
-#define MICRO_TIME_MAX (253402300799LL * 1000000 + 999999)
-
-int leader_format_micro_time(int64_t unix_us, char *buf, size_t cap)
-{
-	if (unix_us < MICRO_TIME_MIN || unix_us > MICRO_TIME_MAX || !buf || cap <= LEADER_MICRO_TIME_LEN)
-		return KERR_INVAL;
-	int64_t secs = unix_us / 1000000, us = unix_us % 1000000;
-	if (us < 0) {
-		secs--;
-		us += 1000000;
-	}
-	int64_t days = secs / 86400, sod = secs % 86400;
-	if (sod < 0) {
-		days--;
-		sod += 86400;
-	}
-	int64_t y;
-	int m, d;
-	civil_from_days(days, &y, &m, &d);
-	snprintf(buf, cap, "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ", (int)y, m, d, (int)(sod / 3600),
-		 (int)(sod / 60 % 60), (int)(sod % 60), (int)us);
-	return 0;
-}
-
-static int parse_digits(const char *s, int n, int *out)
-{
-	int v = 0;
-	for (int i = 0; i < n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
-
-int leader_parse_micro_time(const char *s, int64_t *unix_us)
-{
-	/* YYYY-MM-DDTHH:MM:SS[.frac](Z|+hh:mm|-hh:mm) */
-	int y, mo, d, h, mi, sec, oh = 0, om = 0;
-	size_t len = s ? strlen(s) : 0;
-	if (len < 20 || s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' ||
-	    s[16] != ':' || parse_digits(s, 4, &y) || parse_digits(s + 5, 2, &mo) ||
-	    parse_digits(s + 8, 2, &d) || parse_digits(s + 11, 2, &h) || parse_digits(s + 14, 2, &mi) ||
-	    parse_digits(s + 17, 2, &sec))
-		return KERR_PARSE;
-	size_t i = 19;
-	int64_t frac = 0;
-	if (s[i] == '.') {
-		size_t start = ++i;
-		for (; i < len && s[i] >= '0' && s[i] <= '9'; i++)
-			if (i - start < 6)
-				frac = frac * 10 + (s[i] - '0');
-		if (i == start)
-			return KERR_PARSE;
-		for (size_t n = i - start; n < 6; n++)
-			frac *= 10;
-	}
-	int sign = 0;
-	if (i + 1 == len && (s[i] == 'Z' || s[i] == 'z'))
-		sign = 0;
-	else if (i + 6 == len && (s[i] == '+' || s[i] == '-') && s[i + 3] == ':' &&
-		 !parse_digits(s + i + 1, 2, &oh) && !parse_digits(s + i + 4, 2, &om))
-		sign = s[i] == '-' ? -1 : 1;
-	else
-		return KERR_PARSE;
-	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-	static const int mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap) || h > 23 || mi > 59 ||
-	    sec > 59 || oh > 23 || om > 59)
-		return KERR_PARSE;
-	int64_t t = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec;
-	t -= sign * (oh * 3600 + om * 60);
-	*unix_us = t * 1000000 + frac;
-	return 0;
 }
 
 /* ---- the decision ----------------------------------------------------------- */
@@ -250,9 +147,10 @@ static int parse_time(yajl_val v, const char *field, int64_t *out, struct kerr *
 {
 	if (!v)
 		return 0;
-	if (!YAJL_IS_STRING(v) || leader_parse_micro_time(YAJL_GET_STRING(v), out) < 0)
+	const char *text = YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : NULL;
+	if (!text || timefmt_parse(text, strlen(text), out) < 0)
 		return kerr_set(e, KERR_PARSE, "Lease spec.%s: expected a time such as \"2006-01-02T15:04:05.000000Z\", got %.40s",
-				field, YAJL_IS_STRING(v) ? YAJL_GET_STRING(v) : "a non-string");
+				field, text ? text : "a non-string");
 	return 0;
 }
 
@@ -339,10 +237,11 @@ static void g_map(struct gen *g, bool open)
 
 static void g_time(struct gen *g, const char *key, int64_t us)
 {
-	char buf[LEADER_MICRO_TIME_LEN + 1];
+	char buf[TIMEFMT_MAX_LEN + 1];
 	if (!us)
 		return;
-	if (leader_format_micro_time(us, buf, sizeof(buf)) < 0) {
+	/* MicroTime: always UTC with 6 digits, as client-go writes it. */
+	if (timefmt_format(us, 6, buf, sizeof(buf)) < 0) {
 		g->st = yajl_gen_invalid_number;
 		return;
 	}

@@ -165,16 +165,6 @@ void leader_next_record(const struct leader_record *prev, enum leader_verdict v,
 void leader_release_record(const struct leader_record *prev, int64_t now_us,
 			   struct leader_record *out);
 
-/* MicroTime: "2006-01-02T15:04:05.000000Z", always UTC with 6 digits. */
-#define LEADER_MICRO_TIME_LEN 27 /* characters, without the NUL */
-
-/* Format unix microseconds into buf (cap > LEADER_MICRO_TIME_LEN). Returns
- * 0, or KERR_INVAL when the year is outside 0000..9999 or buf is small. */
-int leader_format_micro_time(int64_t unix_us, char *buf, size_t cap);
-/* Parse an RFC 3339 time (any number of fraction digits, beyond 6 truncated;
- * Z or a +hh:mm/-hh:mm offset) into unix microseconds. KERR_PARSE if not one. */
-int leader_parse_micro_time(const char *s, int64_t *unix_us);
-
 /*
  * Read the record from a Lease document (a GET, POST or PUT response, NUL-
  * terminated). Absent and null fields read as in struct leader_record.

@@ -6,6 +6,7 @@
 
 #include "json_stream.h"
 #include "quantity.h"
+#include "timefmt.h"
 
 /* ---- 128-bit unsigned arithmetic ------------------------------------------ */
 
@@ -374,110 +375,23 @@ int billing_charge(struct billing_dec cpu_milli_seconds, struct billing_dec memo
 
 /* ---- time ------------------------------------------------------------------ */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant). */
-static int64_t days_from_civil(int64_t y, int m, int d)
-{
-	y -= m <= 2;
-	int64_t era = (y >= 0 ? y : y - 399) / 400;
-	int64_t yoe = y - era * 400;
-	int64_t doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-	int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, int *m, int *d)
-{
-	z += 719468;
-	int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-	int64_t doe = z - era * 146097;
-	int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-	int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-	int64_t mp = (5 * doy + 2) / 153;
-	*d = (int)(doy - (153 * mp + 2) / 5 + 1);
-	*m = (int)(mp < 10 ? mp + 3 : mp - 9);
-	*y = yoe + era * 400 + (*m <= 2);
-}
-
-static int days_in_month(int64_t y, int m)
-{
-	static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-	return m == 2 && leap ? 29 : days[m - 1];
-}
-
-/* n decimal digits at s (exactly), or -1. */
-static int digits_at(const char *s, size_t len, size_t at, size_t n)
-{
-	int v = 0;
-	if (at + n > len)
-		return -1;
-	for (size_t i = at; i < at + n; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	return v;
-}
-
 int billing_parse_time(const char *s, size_t len, int64_t *ms, struct kerr *e)
 {
-	int y = digits_at(s, len, 0, 4), mo = digits_at(s, len, 5, 2), d = digits_at(s, len, 8, 2);
-	int h = digits_at(s, len, 11, 2), mi = digits_at(s, len, 14, 2), sec = digits_at(s, len, 17, 2);
-	size_t i = 19;
-	int64_t frac_ms = 0;
-
-	if (y < 0 || mo < 1 || mo > 12 || d < 1 || h < 0 || h > 23 || mi < 0 || mi > 59 || sec < 0 || sec > 60 ||
-	    s[4] != '-' || s[7] != '-' || (s[10] != 'T' && s[10] != 't') || s[13] != ':' || s[16] != ':' ||
-	    d > days_in_month(y, mo))
-		goto bad;
-	if (i < len && s[i] == '.') {
-		size_t nd = 0;
-		for (i++; i < len && s[i] >= '0' && s[i] <= '9'; i++, nd++) {
-			if (nd < 3)
-				frac_ms = frac_ms * 10 + (s[i] - '0');
-		}
-		if (nd == 0)
-			goto bad;
-		for (; nd < 3; nd++)
-			frac_ms *= 10;
-	}
-	int64_t offset_s = 0;
-	if (i < len && (s[i] == 'Z' || s[i] == 'z')) {
-		i++;
-	} else if (i < len && (s[i] == '+' || s[i] == '-')) {
-		int oh = digits_at(s, len, i + 1, 2), om = digits_at(s, len, i + 4, 2);
-		if (oh < 0 || oh > 23 || om < 0 || om > 59 || s[i + 3] != ':')
-			goto bad;
-		offset_s = (s[i] == '+' ? 1 : -1) * (oh * 3600 + om * 60);
-		i += 6;
-	} else {
-		goto bad;
-	}
-	if (i != len)
-		goto bad;
-	*ms = ((days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) - offset_s) * 1000 + frac_ms;
+	int64_t us;
+	if (timefmt_parse(s, len, &us) < 0)
+		return kerr_set(e, KERR_PARSE, "'%.*s' is not an RFC 3339 time such as 2026-11-25T15:14:32Z",
+				(int)(len > 64 ? 64 : len), s);
+	*ms = timefmt_floor_div(us, 1000);
 	return 0;
-bad:
-	return kerr_set(e, KERR_PARSE, "'%.*s' is not an RFC 3339 time such as 2026-11-25T15:14:32Z",
-			(int)(len > 64 ? 64 : len), s);
 }
 
 int billing_format_time(int64_t ms, char *buf, size_t cap)
 {
-	int64_t secs = ms >= 0 ? ms / 1000 : -((-ms + 999) / 1000);
-	int64_t rem_ms = ms - secs * 1000;
-	int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
-	int64_t sod = secs - days * 86400, y;
-	int m, d;
-	civil_from_days(days, &y, &m, &d);
-	int len = snprintf(buf, cap, "%04lld-%02d-%02dT%02d:%02d:%02d.%03dZ", (long long)y, m, d, (int)(sod / 3600),
-			   (int)(sod / 60 % 60), (int)(sod % 60), (int)rem_ms);
-	if (len < 0 || (size_t)len >= cap) {
-		if (cap > 0)
-			buf[0] = '\0';
-		return KERR_INVAL;
-	}
+	int len = ms > INT64_MAX / 1000 || ms < INT64_MIN / 1000 ? KERR_INVAL : timefmt_format(ms * 1000, 3, buf, cap);
+	if (len < 0 && cap > 0)
+		buf[0] = '\0';
 	return len;
+
 }
 
 int billing_parse_duration(const char *s, size_t len, int64_t *ms, struct kerr *e)
@@ -553,12 +467,11 @@ bad:
 
 void billing_month_bounds(int64_t t_ms, int64_t *start_ms, int64_t *end_ms)
 {
-	int64_t secs = t_ms >= 0 ? t_ms / 1000 : -((-t_ms + 999) / 1000);
-	int64_t days = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400), y;
+	int64_t y;
 	int m, d;
-	civil_from_days(days, &y, &m, &d);
-	*start_ms = days_from_civil(y, m, 1) * 86400 * 1000;
-	*end_ms = (m == 12 ? days_from_civil(y + 1, 1, 1) : days_from_civil(y, m + 1, 1)) * 86400 * 1000;
+	timefmt_civil_from_days(timefmt_floor_div(t_ms, 86400 * 1000), &y, &m, &d);
+	*start_ms = timefmt_days_from_civil(y, m, 1) * 86400 * 1000;
+	*end_ms = (m == 12 ? timefmt_days_from_civil(y + 1, 1, 1) : timefmt_days_from_civil(y, m + 1, 1)) * 86400 * 1000;
 }
 
 /* ---- metrics.k8s.io PodMetricsList ------------------------------------------ */

@@ -1,4 +1,4 @@
-/* The pure parts of leader election: MicroTime, the acquire decision, the
+/* The pure parts of leader election: the acquire decision, the
  * records written, and the Lease JSON read and written. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,77 +18,6 @@
 
 /* 2023-11-14T22:13:20.123456Z */
 #define T0 1700000000123456LL
-
-/* ---- MicroTime ------------------------------------------------------------- */
-
-static void assert_formats(int64_t us, const char *want)
-{
-	char buf[LEADER_MICRO_TIME_LEN + 1];
-	assert_int_equal(leader_format_micro_time(us, buf, sizeof(buf)), 0);
-	assert_string_equal(buf, want);
-	assert_int_equal(strlen(buf), LEADER_MICRO_TIME_LEN);
-	int64_t back = 0;
-	assert_int_equal(leader_parse_micro_time(buf, &back), 0);
-	assert_int_equal(back, us);
-}
-
-static void micro_time_formats_utc_with_six_digits(void **state)
-{
-	(void)state;
-	assert_formats(0, "1970-01-01T00:00:00.000000Z");
-	assert_formats(T0, "2023-11-14T22:13:20.123456Z");
-	assert_formats(1709164800000001LL, "2024-02-29T00:00:00.000001Z");   /* leap day */
-	assert_formats(951782400000000LL, "2000-02-29T00:00:00.000000Z");    /* leap century */
-	assert_formats(-1, "1969-12-31T23:59:59.999999Z");                   /* floor, not truncation */
-	assert_formats(-62167219200LL * 1000000, "0000-01-01T00:00:00.000000Z");
-	assert_formats(253402300799LL * 1000000 + 999999, "9999-12-31T23:59:59.999999Z");
-}
-
-static void micro_time_format_refuses_what_does_not_fit(void **state)
-{
-	(void)state;
-	char buf[LEADER_MICRO_TIME_LEN + 1];
-	assert_int_equal(leader_format_micro_time(253402300800LL * 1000000, buf, sizeof(buf)), KERR_INVAL);
-	assert_int_equal(leader_format_micro_time(-62167219200LL * 1000000 - 1, buf, sizeof(buf)), KERR_INVAL);
-	assert_int_equal(leader_format_micro_time(T0, buf, LEADER_MICRO_TIME_LEN), KERR_INVAL);
-}
-
-static void assert_parses(const char *s, int64_t want)
-{
-	int64_t got = -42;
-	assert_int_equal(leader_parse_micro_time(s, &got), 0);
-	assert_int_equal(got, want);
-}
-
-static void micro_time_parses_rfc3339_variants(void **state)
-{
-	(void)state;
-	assert_parses("2023-11-14T22:13:20Z", 1700000000000000LL);
-	assert_parses("2023-11-14T22:13:20.5Z", 1700000000500000LL);
-	assert_parses("2023-11-14T22:13:20.123456789Z", T0); /* nanoseconds truncated */
-	assert_parses("2023-11-14t22:13:20.123456z", T0);
-	assert_parses("2023-11-15T00:13:20.123456+02:00", T0);
-	assert_parses("2023-11-14T20:43:20.123456-01:30", T0);
-}
-
-static void micro_time_rejects_malformed(void **state)
-{
-	(void)state;
-	static const char *const bad[] = {
-		"", "2023-11-14", "2023-11-14 22:13:20Z", "2023-11-14T22:13:20", "2023-11-14T22:13:20.Z",
-		"2023-13-01T00:00:00Z", "2023-02-29T00:00:00Z", "1900-02-29T00:00:00Z", "2023-04-31T00:00:00Z",
-		"2023-11-14T24:00:00Z", "2023-11-14T22:60:00Z", "2023-11-14T22:13:60Z", "2023-11-14T22:13:20+0200",
-		"2023-11-14T22:13:20Zjunk", "2023-11-14T22:13:2xZ", "+2023-11-14T22:13:20Z",
-	};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		int64_t got = 7;
-		if (leader_parse_micro_time(bad[i], &got) != KERR_PARSE)
-			fail_msg("accepted \"%s\"", bad[i]);
-		assert_int_equal(got, 7);
-	}
-	int64_t got;
-	assert_int_equal(leader_parse_micro_time(NULL, &got), KERR_PARSE);
-}
 
 /* ---- the decision ------------------------------------------------------------ */
 
@@ -576,10 +505,6 @@ static void unreachable_apiserver_never_leads_and_stops_promptly(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(micro_time_formats_utc_with_six_digits),
-		cmocka_unit_test(micro_time_format_refuses_what_does_not_fit),
-		cmocka_unit_test(micro_time_parses_rfc3339_variants),
-		cmocka_unit_test(micro_time_rejects_malformed),
 		cmocka_unit_test(decide_nobody_holds_it_acquire),
 		cmocka_unit_test(decide_ours_renew_even_when_expired),
 		cmocka_unit_test(decide_other_holder_valid_until_local_observation_plus_duration),
