@@ -21,6 +21,9 @@ struct json_stream {
 	int parsing;     /* inside yajl_parse: yajl knows how far into the chunk */
 
 	size_t depth;
+	/* Inside a skipped container: depth + 1 of the container, so that
+	 * everything at depth >= skip is unreported; 0 when not skipping. */
+	size_t skip;
 	struct json_frame frame[JSON_STREAM_MAX_DEPTH];
 	struct json_seg seg[JSON_STREAM_MAX_DEPTH];
 	/* Keys of the open objects, NUL-terminated, outermost first: a stack,
@@ -56,6 +59,8 @@ static void js_value_begins(struct json_stream *js)
 
 static int js_scalar(struct json_stream *js, enum json_type type, const char *text, size_t len)
 {
+	if (js->skip)
+		return 1;
 	js_value_begins(js);
 	if (!js->cbs.scalar)
 		return 1;
@@ -90,16 +95,18 @@ static int js_on_string(void *ctx, const unsigned char *s, size_t len)
 
 static int js_start(struct json_stream *js, enum json_type type)
 {
-	js_value_begins(js);
+	if (!js->skip)
+		js_value_begins(js);
 	if (js->depth == JSON_STREAM_MAX_DEPTH) {
 		kerr_set(&js->err, KERR_TOO_LARGE,
 		         "JSON nested deeper than %d levels near byte %zu; such documents are not Kubernetes objects",
 		         JSON_STREAM_MAX_DEPTH, json_stream_offset(js));
 		return 0;
 	}
-	if (js->cbs.start) {
+	int rc = 0;
+	if (js->cbs.start && !js->skip) {
 		struct json_path p = js_path(js);
-		int rc = js->cbs.start(js->ud, &p, type, &js->err);
+		rc = js->cbs.start(js->ud, &p, type, &js->err);
 		if (rc < 0) {
 			kerr_set(&js->err, rc, "JSON callback failed (%s)", kerr_strerror(rc));
 			return 0;
@@ -113,6 +120,8 @@ static int js_start(struct json_stream *js, enum json_type type)
 	js->seg[js->depth].keylen = 0;
 	js->seg[js->depth].index = 0;
 	js->depth++;
+	if (rc == JSON_STREAM_SKIP)
+		js->skip = js->depth;
 	return 1;
 }
 
@@ -120,6 +129,9 @@ static int js_end(struct json_stream *js, enum json_type type)
 {
 	js->depth--;
 	js->keylen = js->frame[js->depth].key_base;
+	if (js->skip && js->depth >= js->skip)
+		return 1;
+	js->skip = 0;
 	if (!js->cbs.end)
 		return 1;
 	struct json_path p = js_path(js);
@@ -154,6 +166,8 @@ static int js_on_end_array(void *ctx)
 static int js_on_map_key(void *ctx, const unsigned char *key, size_t len)
 {
 	struct json_stream *js = ctx;
+	if (js->skip)
+		return 1;
 	struct json_frame *f = &js->frame[js->depth - 1];
 	size_t need = f->key_base + len + 1;
 	if (need > js->keycap) {
@@ -225,30 +239,54 @@ void json_stream_free(struct json_stream *js)
 	free(js);
 }
 
-/* Bytes of buf that keep every string within max_string. */
+/* Bytes of buf that keep every string within max_string. It sees every
+ * byte of the stream, so its inner loops test one byte each; strings in
+ * Kubernetes objects are short, too short for memchr to pay. */
 static size_t js_guard(struct json_stream *js, const unsigned char *buf, size_t len)
 {
-	for (size_t i = 0; i < len; i++) {
+	size_t i = 0;
+	while (!js->seen_token && i < len) {
 		unsigned char c = buf[i];
+		if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
+			js->seen_token = 1;
+		else
+			i++;
+	}
+	while (i < len) {
 		if (!js->in_string) {
-			if (c == '"') {
-				js->in_string = 1;
-				js->string_bytes = 0;
-			}
-			if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-				js->seen_token = 1;
+			while (i < len && buf[i] != '"')
+				i++;
+			if (i == len)
+				return len;
+			i++;
+			js->in_string = 1;
+			js->string_bytes = 0;
 			continue;
 		}
-		if (js->in_escape)
+		if (js->in_escape) {
 			js->in_escape = 0;
-		else if (c == '\\')
-			js->in_escape = 1;
-		else if (c == '"') {
-			js->in_string = 0;
+			if (++js->string_bytes > js->max_string)
+				return i;
+			i++;
 			continue;
 		}
-		if (++js->string_bytes > js->max_string)
-			return i;
+		/* The string's plain run: up to its closing quote or a backslash. */
+		size_t start = i;
+		while (i < len && buf[i] != '"' && buf[i] != '\\')
+			i++;
+		if (i - start > js->max_string - js->string_bytes)
+			return start + (js->max_string - js->string_bytes);
+		js->string_bytes += i - start;
+		if (i == len)
+			return len;
+		if (buf[i] == '\\') {
+			js->in_escape = 1;
+			if (++js->string_bytes > js->max_string)
+				return i;
+		} else {
+			js->in_string = 0;
+		}
+		i++;
 	}
 	return len;
 }
@@ -338,5 +376,11 @@ size_t json_stream_offset(const struct json_stream *js)
 
 int json_seg_is(const struct json_seg *s, const char *key)
 {
-	return s && s->key && strlen(key) == s->keylen && memcmp(s->key, key, s->keylen) == 0;
+	if (!s || !s->key)
+		return 0;
+	/* Byte by byte: most calls differ at the first one. */
+	for (size_t i = 0; i < s->keylen; i++)
+		if (!key[i] || key[i] != s->key[i])
+			return 0;
+	return key[s->keylen] == '\0';
 }

@@ -23,6 +23,10 @@
  *   code (and the message it put in the kerr passed to it) is what
  *   json_stream_feed returns. After any error the stream stays failed and
  *   every later call returns the same code.
+ * - The start callback may return JSON_STREAM_SKIP: nothing inside that
+ *   container is reported (it is still parsed and checked, and its end is
+ *   reported). Decoders skip the subtrees they do not read this way, which
+ *   spares a callback and a path per value.
  * - A json_stream is used by one thread at a time.
  */
 #ifndef NIMBUS_JSON_STREAM_H
@@ -34,6 +38,8 @@
 
 #define JSON_STREAM_MAX_DEPTH 32
 #define JSON_STREAM_DEFAULT_MAX_STRING ((size_t)1 << 20) /* 1 MiB */
+/* A start callback's "not interested in what is inside". */
+#define JSON_STREAM_SKIP 1
 
 enum json_type {
 	JSON_NULL,
@@ -62,7 +68,7 @@ struct json_stream_cbs {
 	int (*scalar)(void *ud, const struct json_path *p, enum json_type type,
 	              const char *text, size_t len, struct kerr *e);
 	/* An object or array begins (type JSON_OBJECT or JSON_ARRAY); p is the
-	 * path of the container itself. May be NULL. */
+	 * path of the container itself. May return JSON_STREAM_SKIP. May be NULL. */
 	int (*start)(void *ud, const struct json_path *p, enum json_type type, struct kerr *e);
 	/* The container at p ends. May be NULL. */
 	int (*end)(void *ud, const struct json_path *p, enum json_type type, struct kerr *e);

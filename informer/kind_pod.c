@@ -170,6 +170,10 @@ static uint8_t pod_phase(const char *s, size_t len)
 	return KPOD_PHASE_UNKNOWN;
 }
 
+/* The keys of spec that pod_value reads, in or under. */
+static const char *const pod_spec_read[] = {"containers", "initContainers", "tolerations", "nodeSelector", "nodeName",
+                                            "schedulerName", "priority", "overhead", "affinity", NULL};
+
 static void pod_value(struct kdecode *d, void *state, const struct json_path *p,
                       enum json_type type, const char *s, size_t len)
 {
@@ -177,12 +181,10 @@ static void pod_value(struct kdecode *d, void *state, const struct json_path *p,
 	struct json_path r;
 	size_t idx[1];
 	const char *word;
-	/* Container statuses are most of a running pod's status and unused. */
-	if (p->depth >= 2 && json_seg_is(&p->seg[0], "status") &&
-	    (json_seg_is(&p->seg[1], "containerStatuses") || json_seg_is(&p->seg[1], "initContainerStatuses") ||
-	     json_seg_is(&p->seg[1], "ephemeralContainerStatuses")))
-		return;
 	if (json_seg_is(&p->seg[0], "spec")) {
+		/* A spec scalar not read (dnsPolicy...) ends here, not after every pattern below. */
+		if (p->depth < 2 || !kseg_in(&p->seg[1], pod_spec_read))
+			return;
 		if (kpath_prefix(p, "spec.containers.#", idx, &r)) {
 			if (idx[0] == 0 && kpath_match(&r, "image", NULL))
 				kd_string(d, p, type, s, len, &b->image);
@@ -241,6 +243,35 @@ static void pod_value(struct kdecode *d, void *state, const struct json_path *p,
 			kd_time(d, p, type, s, len, &b->start_time);
 		}
 	}
+}
+
+/* Containers pod_value reads nothing in: most of a pod (volumes, env,
+ * probes, mounts, container statuses). Keys it reads as scalars are kept,
+ * so that a wrong type stays an error. */
+static int pod_skip(const struct json_path *p)
+{
+	static const char *const top[] = {"spec", "status", NULL};
+	static const char *const container[] = {"image", "resources", "restartPolicy", NULL};
+	static const char *const resources[] = {"requests", "limits", NULL};
+	static const char *const status[] = {"conditions", "phase", "startTime", NULL};
+	const struct json_seg *s = p->seg;
+	if (p->depth == 1)
+		return !kseg_in(&s[0], top);
+	if (json_seg_is(&s[0], "status"))
+		return p->depth == 2 && !kseg_in(&s[1], status);
+	if (p->depth == 2)
+		return !kseg_in(&s[1], pod_spec_read);
+	if (json_seg_is(&s[1], "containers") || json_seg_is(&s[1], "initContainers")) {
+		if (p->depth == 4)
+			return !kseg_in(&s[3], container);
+		return p->depth == 5 && json_seg_is(&s[3], "resources") && !kseg_in(&s[4], resources);
+	}
+	if (json_seg_is(&s[1], "affinity")) {
+		if (p->depth == 3)
+			return !json_seg_is(&s[2], "nodeAffinity");
+		return p->depth == 4 && !json_seg_is(&s[3], "requiredDuringSchedulingIgnoredDuringExecution");
+	}
+	return 0;
 }
 
 /* The kubelet's effective pod resources (k8s.io/component-helpers
@@ -371,4 +402,5 @@ const struct kind kind_pod = {
 	.state_size = sizeof(struct pod_state),
 	.value = pod_value,
 	.end = pod_end,
+	.skip = pod_skip,
 };

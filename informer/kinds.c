@@ -136,29 +136,38 @@ static void *kd_vec_push(struct kdecode *d, struct kvec *v, size_t elsize)
 
 /* ---- paths ---- */
 
+/* One pass over pat, byte against byte: this runs for most values of every
+ * object, and a mismatch usually shows at a segment's first byte. */
 int kpath_prefix(const struct json_path *p, const char *pat, size_t *idx, struct json_path *rest)
 {
 	size_t depth = 0, nidx = 0;
 	const char *c = pat;
 	while (*c) {
-		const char *dot = strchr(c, '.');
-		size_t n = dot ? (size_t)(dot - c) : strlen(c);
 		if (depth >= p->depth)
 			return 0;
 		const struct json_seg *s = &p->seg[depth];
-		if (n == 1 && *c == '#') {
+		int whole = c[1] == '.' || c[1] == '\0';
+		if (whole && *c == '#') {
 			if (s->key)
 				return 0;
 			if (idx)
 				idx[nidx++] = s->index;
-		} else if (n == 1 && *c == '*') {
+			c++;
+		} else if (whole && *c == '*') {
 			if (!s->key)
 				return 0;
-		} else if (!s->key || s->keylen != n || memcmp(s->key, c, n) != 0) {
-			return 0;
+			c++;
+		} else {
+			if (!s->key)
+				return 0;
+			size_t i = 0;
+			for (; *c && *c != '.'; c++, i++)
+				if (i >= s->keylen || s->key[i] != *c)
+					return 0;
+			if (i != s->keylen)
+				return 0;
 		}
 		depth++;
-		c += n;
 		if (*c == '.')
 			c++;
 	}
@@ -368,38 +377,40 @@ void kd_condition(struct kdecode *d, struct kvec *conditions, size_t idx, const 
 static void kmeta_value(struct kdecode *d, const struct json_path *p, enum json_type type,
                         const char *s, size_t len)
 {
+	/* p is under "metadata": dispatch on the second key, not a pattern per field. */
 	struct kmeta_builder *m = &d->meta;
-	struct json_path r;
-	size_t idx[1];
-	if (kpath_match(p, "metadata.name", NULL))
-		kd_string(d, p, type, s, len, &m->name);
-	else if (kpath_match(p, "metadata.namespace", NULL))
-		kd_string(d, p, type, s, len, &m->ns);
-	else if (kpath_match(p, "metadata.uid", NULL))
-		kd_string(d, p, type, s, len, &m->uid);
-	else if (kpath_match(p, "metadata.resourceVersion", NULL))
-		kd_string(d, p, type, s, len, &m->resource_version);
-	else if (kpath_match(p, "metadata.generation", NULL))
-		kd_int(d, p, type, s, len, &m->generation);
-	else if (kpath_match(p, "metadata.creationTimestamp", NULL))
-		kd_time(d, p, type, s, len, &m->created);
-	else if (kpath_match(p, "metadata.deletionTimestamp", NULL))
-		kd_time(d, p, type, s, len, &m->deleted);
-	else if (kpath_match(p, "metadata.labels.*", NULL))
+	const struct json_seg *k = &p->seg[1];
+	if (p->depth == 2) {
+		if (json_seg_is(k, "name"))
+			kd_string(d, p, type, s, len, &m->name);
+		else if (json_seg_is(k, "namespace"))
+			kd_string(d, p, type, s, len, &m->ns);
+		else if (json_seg_is(k, "uid"))
+			kd_string(d, p, type, s, len, &m->uid);
+		else if (json_seg_is(k, "resourceVersion"))
+			kd_string(d, p, type, s, len, &m->resource_version);
+		else if (json_seg_is(k, "generation"))
+			kd_int(d, p, type, s, len, &m->generation);
+		else if (json_seg_is(k, "creationTimestamp"))
+			kd_time(d, p, type, s, len, &m->created);
+		else if (json_seg_is(k, "deletionTimestamp"))
+			kd_time(d, p, type, s, len, &m->deleted);
+	} else if (p->depth == 3 && json_seg_is(k, "labels") && p->seg[2].key) {
 		kd_label(d, &m->labels, p, type, s, len);
-	else if (kpath_prefix(p, "metadata.ownerReferences.#", idx, &r)) {
-		struct kobj_owner *o = kd_vec_at(d, &m->owners, idx[0], sizeof(*o));
-		if (!o || r.depth != 1)
+	} else if (p->depth >= 3 && !p->seg[2].key && json_seg_is(k, "ownerReferences")) {
+		struct kobj_owner *o = kd_vec_at(d, &m->owners, p->seg[2].index, sizeof(*o));
+		const struct json_seg *f = &p->seg[3];
+		if (!o || p->depth != 4)
 			return;
-		if (json_seg_is(&r.seg[0], "apiVersion"))
+		if (json_seg_is(f, "apiVersion"))
 			kd_string(d, p, type, s, len, &o->api_version);
-		else if (json_seg_is(&r.seg[0], "kind"))
+		else if (json_seg_is(f, "kind"))
 			kd_string(d, p, type, s, len, &o->kind);
-		else if (json_seg_is(&r.seg[0], "name"))
+		else if (json_seg_is(f, "name"))
 			kd_string(d, p, type, s, len, &o->name);
-		else if (json_seg_is(&r.seg[0], "uid"))
+		else if (json_seg_is(f, "uid"))
 			kd_string(d, p, type, s, len, &o->uid);
-		else if (json_seg_is(&r.seg[0], "controller"))
+		else if (json_seg_is(f, "controller"))
 			kd_bool(d, p, type, s, len, &o->controller);
 	}
 }
@@ -452,25 +463,45 @@ void kdecode_begin(struct kdecode *d)
 	}
 }
 
-void kdecode_value(struct kdecode *d, const struct json_path *p, enum json_type type,
-                   const char *s, size_t len)
+int kseg_in(const struct json_seg *s, const char *const *keys)
 {
+	for (; *keys; keys++)
+		if (json_seg_is(s, *keys))
+			return 1;
+	return 0;
+}
+
+/* A container under metadata that kmeta_value reads nothing in. The fields
+ * it reads as scalars are not skipped, so that a wrong type stays an error. */
+static int kmeta_skip(const struct json_path *p)
+{
+	static const char *const read[] = {"name", "namespace", "uid", "resourceVersion", "generation",
+	                                   "creationTimestamp", "deletionTimestamp", "labels", "ownerReferences", NULL};
+	return p->depth == 2 && !kseg_in(&p->seg[1], read);
+}
+
+int kdecode_value(struct kdecode *d, const struct json_path *p, enum json_type type,
+                  const char *s, size_t len)
+{
+	int container = type == JSON_OBJECT || type == JSON_ARRAY;
 	if (d->err.code || type == JSON_NULL || p->depth == 0)
-		return;
+		return 0;
 	if (json_seg_is(&p->seg[0], "metadata")) {
 		/* managedFields and annotations are the bulk of most objects'
-		 * metadata and nothing reads them: skip them with one compare
-		 * instead of running every field pattern over each value. */
-		if (p->depth >= 2 && (json_seg_is(&p->seg[1], "managedFields") || json_seg_is(&p->seg[1], "annotations")))
-			return;
+		 * metadata and nothing reads them. */
+		if (container)
+			return kmeta_skip(p) ? JSON_STREAM_SKIP : 0;
 		kmeta_value(d, p, type, s, len);
-		return;
+		return 0;
 	}
 	if (p->depth == 1 && json_seg_is(&p->seg[0], "kind")) {
 		kd_string(d, p, type, s, len, &d->meta.kind_name);
-		return;
+		return 0;
 	}
+	if (container && d->kind->skip && d->kind->skip(p))
+		return JSON_STREAM_SKIP;
 	d->kind->value(d, d->state, p, type, s, len);
+	return 0;
 }
 
 int kdecode_end(struct kdecode *d, struct kobj **out, struct kerr *e)
@@ -681,9 +712,8 @@ static int kdoc_scalar(void *ud, const struct json_path *p, enum json_type type,
 	if (rc < 0)
 		return rc;
 	if (doc->d)
-		kdecode_value(doc->d, p, type, s, len);
-	else
-		kstatus_value(doc->st, p, type, s, len);
+		return kdecode_value(doc->d, p, type, s, len);
+	kstatus_value(doc->st, p, type, s, len);
 	return 0;
 }
 

@@ -57,6 +57,9 @@ struct kind {
 	void (*value)(struct kdecode *d, void *state, const struct json_path *p,
 	              enum json_type type, const char *s, size_t len);
 	struct kobj *(*end)(struct kdecode *d, void *state, struct kalloc *a);
+	/* 1 when value() reads nothing under the container at p (outside
+	 * "metadata"), so the parser need not report it; may be NULL. */
+	int (*skip)(const struct json_path *p);
 };
 
 extern const struct kind kind_pod, kind_node, kind_namespace, kind_deployment,
@@ -80,9 +83,11 @@ void kdecode_begin(struct kdecode *d);
 /* One event of the object: a scalar, or the start of an object or array
  * (type JSON_OBJECT / JSON_ARRAY, s == NULL). p is relative to the object
  * root. Problems are recorded and reported by kdecode_end(), so that an
- * object that turns out not to matter (a watch ERROR) costs no error. */
-void kdecode_value(struct kdecode *d, const struct json_path *p, enum json_type type,
-                   const char *s, size_t len);
+ * object that turns out not to matter (a watch ERROR) costs no error.
+ * Returns JSON_STREAM_SKIP for a container in which nothing is read (the
+ * caller may leave its contents out), else 0. */
+int kdecode_value(struct kdecode *d, const struct json_path *p, enum json_type type,
+                  const char *s, size_t len);
 /* Finish the object: *out gets it (refs == 1, caller owns it), or the first
  * problem is returned with e set and *out = NULL. */
 int kdecode_end(struct kdecode *d, struct kobj **out, struct kerr *e);

@@ -48,6 +48,8 @@ void *kd_vec_at(struct kdecode *d, struct kvec *v, size_t i, size_t elsize);
 int kpath_prefix(const struct json_path *p, const char *pat, size_t *idx, struct json_path *rest);
 /* The whole of p matches pat. */
 int kpath_match(const struct json_path *p, const char *pat, size_t *idx);
+/* s is an object key among keys (a NULL-terminated list). */
+int kseg_in(const struct json_seg *s, const char *const *keys);
 /* The key of the last segment ("" for an index). */
 const char *kpath_last(const struct json_path *p);
 

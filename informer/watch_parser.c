@@ -116,15 +116,17 @@ static int wp_event_object(struct watch_parser *wp, const struct json_path *p, e
 			                wp->count + 1, wp->kind->plural);
 		wp->have_object = 1;
 	}
-	int t = wp->type;
+	int t = wp->type, skip = 0;
+	/* A Status reads only top-level scalars, so what the decoder skips is
+	 * skipped for both; a bookmark and an error are read whole. */
 	if (t == WATCH_TYPE_NONE || t == WATCH_ADDED || t == WATCH_MODIFIED || t == WATCH_DELETED)
-		kdecode_value(wp->dec, p, type, s, len);
+		skip = kdecode_value(wp->dec, p, type, s, len);
 	if (t == WATCH_TYPE_NONE || t == WATCH_ERROR)
 		kstatus_value(&wp->status, p, type, s, len);
 	if (type == JSON_STRING && p->depth == 2 && json_seg_is(&p->seg[0], "metadata") &&
 	    json_seg_is(&p->seg[1], "resourceVersion"))
 		return wp_set_string(&wp->event_rv, s, len, e);
-	return 0;
+	return skip;
 }
 
 static int wp_event_end(struct watch_parser *wp, struct kerr *e)
@@ -188,8 +190,7 @@ static int wp_list_value(struct watch_parser *wp, const struct json_path *p, enu
 			kdecode_begin(wp->dec);
 		}
 		struct json_path rel = {p->depth - 2, p->seg + 2};
-		kdecode_value(wp->dec, &rel, type, s, len);
-		return 0;
+		return kdecode_value(wp->dec, &rel, type, s, len);
 	}
 	if (p->depth == 1 && json_seg_is(&p->seg[0], "kind") && type == JSON_STRING) {
 		size_t n = strlen(wp->kind->name);
