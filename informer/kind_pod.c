@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "kinds_internal.h"
+#include "kintern.h"
 
 struct pod_init {
 	struct kresources req, lim;
@@ -341,14 +342,15 @@ static struct kobj *pod_end(struct kdecode *d, void *state, struct kalloc *a)
 	struct kpod *p = ka_object(a, sizeof(*p));
 	if (!p)
 		return NULL;
-	p->node_name = ka_str(a, b->node_name);
-	p->scheduler_name = ka_str(a, b->scheduler_name);
-	p->image = ka_str(a, b->image);
+	/* Pods of one workload repeat these: one shared copy of each. */
+	p->node_name = ka_istr(a, b->node_name);
+	p->scheduler_name = ka_istr(a, b->scheduler_name);
+	p->image = ka_istr(a, b->image);
 	p->start_time = b->start_time;
 	p->priority = (int32_t)b->priority;
 	p->phase = b->phase;
 	pod_effective(b, &p->requests, &p->limits);
-	p->node_selector = ka_labels(a, &b->node_selector, &p->nnode_selector);
+	p->node_selector = ka_ilabels(a, &b->node_selector, &p->nnode_selector);
 
 	const struct pod_toleration *tol = b->tolerations.items;
 	struct ktoleration *t = ka_alloc(a, b->tolerations.n * sizeof(*t));
@@ -356,8 +358,8 @@ static struct kobj *pod_end(struct kdecode *d, void *state, struct kalloc *a)
 		return NULL;
 	for (size_t i = 0; i < b->tolerations.n; i++) {
 		t[i] = tol[i].t;
-		t[i].key = ka_str(a, tol[i].t.key);
-		t[i].value = ka_str(a, tol[i].t.value);
+		t[i].key = ka_istr(a, tol[i].t.key);
+		t[i].value = ka_istr(a, tol[i].t.value);
 		t[i].seconds = tol[i].has_seconds ? tol[i].t.seconds : -1;
 	}
 	p->tolerations = t;
@@ -392,13 +394,27 @@ static struct kobj *pod_end(struct kdecode *d, void *state, struct kalloc *a)
 	return &p->meta;
 }
 
+static void pod_destroy(struct kobj *o)
+{
+	struct kpod *p = (struct kpod *)o;
+	kintern_put(p->node_name);
+	kintern_put(p->scheduler_name);
+	kintern_put(p->image);
+	kobj_put_labels(p->node_selector, p->nnode_selector);
+	for (size_t i = 0; p->tolerations && i < p->ntolerations; i++) {
+		kintern_put(p->tolerations[i].key);
+		kintern_put(p->tolerations[i].value);
+	}
+	kind_destroy_block(o);
+}
+
 const struct kind kind_pod = {
 	.name = "Pod",
 	.api_version = "v1",
 	.path = "/api/v1",
 	.plural = "pods",
 	.namespaced = 1,
-	.destroy = kind_destroy_block,
+	.destroy = pod_destroy,
 	.state_size = sizeof(struct pod_state),
 	.value = pod_value,
 	.end = pod_end,

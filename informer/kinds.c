@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "kintern.h"
 #include "quantity.h"
 #include "timefmt.h"
 
@@ -37,6 +38,9 @@ struct kdecode {
 	struct kerr err;
 	struct kmeta_builder meta;
 	void *state;
+	/* References kintern_get gave the sizing pass of the layout, in call
+	 * order; the fill pass hands them to the object (see ka_istr). */
+	struct kvec interned; /* of const char * */
 };
 
 /* ---- scratch arena ---- */
@@ -455,6 +459,7 @@ void kdecode_begin(struct kdecode *d)
 	kd_reset(d);
 	kerr_clear(&d->err);
 	memset(&d->meta, 0, sizeof(d->meta));
+	memset(&d->interned, 0, sizeof(d->interned));
 	d->state = NULL;
 	if (d->kind->state_size) {
 		d->state = kd_alloc(d, d->kind->state_size);
@@ -526,17 +531,22 @@ int kdecode_end(struct kdecode *d, struct kobj **out, struct kerr *e)
 	}
 	struct kalloc fill = {.base = block, .d = d, .fixed_total = size.fixed, .strings_total = size.strings};
 	struct kobj *o = k->end(d, d->state, &fill);
-	if (!o || d->err.code || fill.fixed != size.fixed || fill.strings != size.strings) {
+	if (!o || d->err.code || fill.fixed != size.fixed || fill.strings != size.strings ||
+	    fill.interned != d->interned.n) {
 		kd_fail(d, KERR_INVAL, "internal error: %s layout differs between passes", k->name);
 		free(block);
 		goto fail;
 	}
+	d->interned.n = 0; /* the object holds those references now */
 	atomic_init(&o->refs, 1);
 	o->kind = k;
 	o->size = total;
 	*out = o;
 	return 0;
 fail:
+	for (size_t i = 0; i < d->interned.n; i++)
+		kintern_put(((const char **)d->interned.items)[i]);
+	d->interned.n = 0;
 	if (e && e->code == 0)
 		*e = d->err;
 	return d->err.code;
@@ -590,27 +600,71 @@ const char *ka_str(struct kalloc *a, const char *s)
 	return c;
 }
 
+const char *ka_istr(struct kalloc *a, const char *s)
+{
+	if (!s || !s[0])
+		return "";
+	struct kdecode *d = a->d;
+	if (a->base) {
+		if (a->interned >= d->interned.n) {
+			kd_fail(d, KERR_INVAL, "internal error: layout pass overflow");
+			return "";
+		}
+		return ((const char **)d->interned.items)[a->interned++];
+	}
+	const char **slot = kd_vec_at(d, &d->interned, d->interned.n, sizeof(*slot));
+	if (!slot)
+		return "";
+	*slot = kintern_get(s, strlen(s));
+	if (!*slot) {
+		d->interned.n--;
+		kd_fail(d, KERR_NOMEM, "out of memory sharing a string of a %s", d->kind->name);
+		return "";
+	}
+	return *slot;
+}
+
 static int klabel_cmp(const void *x, const void *y)
 {
 	return strcmp(((const struct kobj_label *)x)->key, ((const struct kobj_label *)y)->key);
 }
 
-const struct kobj_label *ka_labels(struct kalloc *a, struct klabels *l, size_t *n)
+static const struct kobj_label *ka_labels_as(struct kalloc *a, struct klabels *l, size_t *n,
+                                              const char *(*str)(struct kalloc *, const char *))
 {
 	*n = 0;
 	if (l->v.n == 0)
 		return NULL;
 	struct kobj_label *src = l->v.items;
+	/* Sorting twice (sizing, then filling) gives the same order twice. */
 	qsort(src, l->v.n, sizeof(*src), klabel_cmp);
 	struct kobj_label *dst = ka_alloc(a, l->v.n * sizeof(*dst));
 	if (!dst)
 		return NULL;
 	for (size_t i = 0; i < l->v.n; i++) {
-		dst[i].key = ka_str(a, src[i].key);
-		dst[i].value = ka_str(a, src[i].value);
+		dst[i].key = str(a, src[i].key);
+		dst[i].value = str(a, src[i].value);
 	}
 	*n = l->v.n;
 	return dst;
+}
+
+const struct kobj_label *ka_labels(struct kalloc *a, struct klabels *l, size_t *n)
+{
+	return ka_labels_as(a, l, n, ka_str);
+}
+
+const struct kobj_label *ka_ilabels(struct kalloc *a, struct klabels *l, size_t *n)
+{
+	return ka_labels_as(a, l, n, ka_istr);
+}
+
+void kobj_put_labels(const struct kobj_label *labels, size_t n)
+{
+	for (size_t i = 0; labels && i < n; i++) {
+		kintern_put(labels[i].key);
+		kintern_put(labels[i].value);
+	}
 }
 
 const struct kcondition *ka_conditions(struct kalloc *a, struct kvec *conditions, size_t *n)
@@ -657,20 +711,20 @@ void *ka_object(struct kalloc *a, size_t size)
 		o->name = key;
 	}
 	o->key = key;
-	o->ns = a->d->kind->namespaced ? ka_str(a, ns) : "";
+	o->ns = a->d->kind->namespaced ? ka_istr(a, ns) : "";
 	o->uid = ka_str(a, m->uid);
 	o->resource_version = ka_str(a, m->resource_version);
 	o->generation = m->generation;
 	o->created = m->created;
 	o->deleted = m->deleted;
-	o->labels = ka_labels(a, &m->labels, &o->nlabels);
+	o->labels = ka_ilabels(a, &m->labels, &o->nlabels);
 	struct kobj_owner *src = m->owners.items;
 	struct kobj_owner *dst = ka_alloc(a, m->owners.n * sizeof(*dst));
 	if (m->owners.n && !dst)
 		return NULL;
 	for (size_t i = 0; i < m->owners.n; i++) {
-		dst[i].api_version = ka_str(a, src[i].api_version);
-		dst[i].kind = ka_str(a, src[i].kind);
+		dst[i].api_version = ka_istr(a, src[i].api_version);
+		dst[i].kind = ka_istr(a, src[i].kind);
 		dst[i].name = ka_str(a, src[i].name);
 		dst[i].uid = ka_str(a, src[i].uid);
 		dst[i].controller = src[i].controller;
@@ -682,6 +736,12 @@ void *ka_object(struct kalloc *a, size_t size)
 
 void kind_destroy_block(struct kobj *o)
 {
+	kintern_put(o->ns);
+	kobj_put_labels(o->labels, o->nlabels);
+	for (size_t i = 0; o->owners && i < o->nowners; i++) {
+		kintern_put(o->owners[i].api_version);
+		kintern_put(o->owners[i].kind);
+	}
 	free(o);
 }
 

@@ -8,13 +8,18 @@
  *   object (paths relative to the object root, as json_stream reports them)
  *   and kdecode_end() builds the object. Only the fields below are kept;
  *   unknown fields are ignored, JSON null counts as absent.
- * - Memory: each object, with all its strings and arrays, is ONE malloc'd
- *   block: the kind struct (which starts with struct kobj), then its arrays,
- *   then its strings. The decoder builds into a reusable scratch arena, sizes
- *   the result in a first pass and copies into the block in a second, so a
- *   cached object costs its payload plus one malloc header (a typical pod
- *   with 3 labels, 1 container, 1 owner and 2 tolerations takes 757 bytes,
- *   test_kinds checks it stays within 1 KiB; kobj_size() tells). kind->destroy frees the block.
+ * - Memory: each object, with its arrays and its own strings, is ONE
+ *   malloc'd block: the kind struct (which starts with struct kobj), then
+ *   its arrays, then its strings. Strings that objects repeat (namespace,
+ *   label keys and values, owner apiVersion and kind; a pod's node,
+ *   scheduler, image, node selector and toleration keys and values) are
+ *   shared copies instead (kintern.h), one reference each. The decoder
+ *   builds into a reusable scratch arena, sizes the result in a first pass
+ *   and copies into the block in a second, so a cached object costs its
+ *   payload plus one malloc header (a typical pod with 3 labels, 1
+ *   container, 1 owner and 2 tolerations: 545 bytes, kobj_size(); test_kinds
+ *   checks it stays within 1 KiB). kind->destroy releases the shared strings
+ *   and frees the block.
  * - Objects come out with refs == 1, owned by the caller of kdecode_end(),
  *   and are immutable from then on (see kobj.h).
  * - Absent values: strings are "", counts 0; numbers are documented per

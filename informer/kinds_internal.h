@@ -100,6 +100,7 @@ void kd_condition(struct kdecode *d, struct kvec *conditions, size_t idx, const 
 struct kalloc {
 	char *base;        /* NULL while sizing */
 	struct kdecode *d; /* scratch for the sizing pass */
+	size_t interned;   /* filling: ka_istr calls so far */
 	size_t fixed;      /* bytes of structs and arrays so far */
 	size_t strings;    /* bytes of strings so far */
 	size_t fixed_total;/* from the sizing pass: where strings start */
@@ -111,14 +112,24 @@ struct kalloc {
 void *ka_alloc(struct kalloc *a, size_t size);
 /* s (NULL or scratch) copied into the block; "" for NULL or "". */
 const char *ka_str(struct kalloc *a, const char *s);
+/* s (NULL or scratch) as a shared string (kintern.h) whose reference the
+ * object owns: its kind's destroy must kintern_put it. "" for NULL or "".
+ * For strings other objects repeat (namespace, label, image, node name). */
+const char *ka_istr(struct kalloc *a, const char *s);
 /* The labels sorted by key and copied into the block; *n gets the count. */
 const struct kobj_label *ka_labels(struct kalloc *a, struct klabels *l, size_t *n);
+/* The same with shared keys and values (ka_istr); kobj_put_labels releases them. */
+const struct kobj_label *ka_ilabels(struct kalloc *a, struct klabels *l, size_t *n);
+void kobj_put_labels(const struct kobj_label *labels, size_t n);
 /* Allocate the kind struct (size bytes, starting with struct kobj) and fill
  * in the common metadata. NULL when out of scratch while sizing. */
 void *ka_object(struct kalloc *a, size_t size);
 /* The first KCONDITIONS_MAX collected conditions copied into the block. */
 const struct kcondition *ka_conditions(struct kalloc *a, struct kvec *conditions, size_t *n);
 
+/* Releases the shared strings of the common metadata (namespace, labels,
+ * owner apiVersion and kind) and frees the block: the destroy of a kind
+ * with no shared strings of its own, and the last step of one with some. */
 void kind_destroy_block(struct kobj *o);
 
 #endif

@@ -10,7 +10,8 @@
  *   to an object creates a new kobj; the old one lives until its last
  *   reference is dropped.
  * - kobj_ref()/kobj_unref() are thread-safe (atomic). The last kobj_unref()
- *   calls kind->destroy, which frees the object and everything it points to.
+ *   calls kind->destroy, which frees the object and everything it points to
+ *   (strings shared with other objects lose one reference; see kinds.h).
  * - All strings are NUL-terminated and never NULL (cluster-scoped objects
  *   have ns == "").
  */
@@ -40,7 +41,7 @@ struct kobj_owner {
 struct kobj {
 	atomic_int refs;
 	const struct kind *kind;
-	size_t size;            /* bytes of the object's single allocation (see kinds.h) */
+	size_t size;            /* bytes of the object's own allocation, shared strings not counted (see kinds.h) */
 	const char *key;        /* "ns/name", or "name" when cluster-scoped */
 	const char *ns;         /* "" when cluster-scoped */
 	const char *name;
@@ -60,7 +61,8 @@ struct kobj *kobj_ref(struct kobj *o);
 /* Drop a reference; frees the object with kind->destroy at zero. NULL-safe. */
 void kobj_unref(struct kobj *o);
 
-/* Bytes the object occupies in memory, for cache accounting. */
+/* Bytes of the object's own allocation, for cache accounting; strings it
+ * shares with other objects are not counted. */
 size_t kobj_size(const struct kobj *o);
 
 /* Value of label key, or NULL. O(log n) in the number of labels. */

@@ -3,6 +3,7 @@
 
 #include "fuzz.h"
 #include "kinds.h"
+#include "kintern.h"
 #include "kobj.h"
 
 uint64_t fuzz_hash(uint64_t h, const void *p, size_t n)
@@ -42,7 +43,7 @@ static void fz_str(struct fz_obj *z, const char *s, const char *what)
 {
 	if (!s)
 		fuzz_fail("%s object: string %s is NULL", z->o->kind->name, what);
-	if (s[0] != '\0') {
+	if (s[0] != '\0' && !kintern_holds(s)) {
 		/* Find the NUL without reading past the block. */
 		fz_in_block(z, s, 1, what);
 		const char *nul = memchr(s, '\0', (size_t)(z->hi - s));

@@ -17,6 +17,7 @@ struct log {
 	size_t len;
 	int fail_at_scalar; /* > 0: the n-th scalar callback fails */
 	int scalars;
+	const char *skip;   /* containers under this key are skipped */
 };
 
 static void log_add(struct log *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -68,7 +69,7 @@ static int on_start(void *ud, const struct json_path *p, enum json_type t, struc
 	log_add(l, "+%c", type_char[t]);
 	log_path(l, p);
 	log_add(l, "\n");
-	return 0;
+	return l->skip && p->depth && json_seg_is(&p->seg[p->depth - 1], l->skip) ? JSON_STREAM_SKIP : 0;
 }
 
 static int on_end(void *ud, const struct json_path *p, enum json_type t, struct kerr *e)
@@ -84,9 +85,11 @@ static int on_end(void *ud, const struct json_path *p, enum json_type t, struct 
 static const struct json_stream_cbs cbs = {on_scalar, on_start, on_end};
 
 /* Parse doc in chunks of `chunk` bytes (0: whole); returns the final code. */
-static int parse(const char *doc, size_t len, size_t chunk, size_t max_string, struct log *l, struct kerr *e)
+static int parse_skipping(const char *doc, size_t len, size_t chunk, size_t max_string, const char *skip,
+                          struct log *l, struct kerr *e)
 {
 	memset(l, 0, sizeof(*l));
+	l->skip = skip;
 	struct json_stream *js = json_stream_new(&cbs, l, max_string, e);
 	assert_non_null(js);
 	int rc = 0;
@@ -99,6 +102,11 @@ static int parse(const char *doc, size_t len, size_t chunk, size_t max_string, s
 		rc = json_stream_finish(js, e);
 	json_stream_free(js);
 	return rc;
+}
+
+static int parse(const char *doc, size_t len, size_t chunk, size_t max_string, struct log *l, struct kerr *e)
+{
+	return parse_skipping(doc, len, chunk, max_string, NULL, l, e);
 }
 
 static void reports_paths(void **state)
@@ -133,6 +141,36 @@ static void reports_paths(void **state)
 		assert_int_equal(parse(doc, strlen(doc), chunk, 0, &c, &e), 0);
 		assert_string_equal(c.text, want);
 	}
+}
+
+/* A skipped container reports its start and end and nothing between, at
+ * any nesting and chunking; parsing goes on after it as before. */
+static void skips_containers(void **state)
+{
+	(void)state;
+	const char *doc = "{\"x\":{\"a\":1,\"x\":[2,{\"x\":3}],\"b\":\"q\\\"\"},\"y\":[{\"x\":[]},7],\"x\":5}";
+	const char *want =
+		"+o[]\n"
+		"+o[x]\n"
+		"-o[x]\n"
+		"+a[y]\n"
+		"+o[y,0]\n"
+		"+a[y,0,x]\n"
+		"-a[y,0,x]\n"
+		"-o[y,0]\n"
+		"n[y,1]=7\n"
+		"-a[y]\n"
+		"n[x]=5\n"
+		"-o[]\n";
+	struct log l;
+	struct kerr e = {0};
+	for (size_t chunk = 0; chunk < strlen(doc); chunk++) {
+		assert_int_equal(parse_skipping(doc, strlen(doc), chunk, 0, "x", &l, &e), 0);
+		assert_string_equal(l.text, want);
+	}
+	/* Malformed JSON inside a skipped container is still an error. */
+	const char *bad = "{\"x\":{\"a\":tru}}";
+	assert_int_equal(parse_skipping(bad, strlen(bad), 0, 0, "x", &l, &e), KERR_PARSE);
 }
 
 static void handles_multiple_values(void **state)
@@ -298,6 +336,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(reports_paths),
+		cmocka_unit_test(skips_containers),
 		cmocka_unit_test(handles_multiple_values),
 		cmocka_unit_test(keys_survive_buffer_growth),
 		cmocka_unit_test(limits_depth),
