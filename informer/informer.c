@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "reflector_sm.h"
+#include "timefmt.h"
 #include "watch_parser.h"
 
 enum {
@@ -382,14 +383,7 @@ out:
 /* Sleep up to ms, waking early when stopped. */
 static void sleep_ms(struct informer *inf, uint32_t ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += ms / 1000;
-	ts.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	struct timespec ts = timefmt_deadline(ms);
 	pthread_mutex_lock(&inf->mu);
 	while (!inf->stopped && pthread_cond_timedwait(&inf->cond, &inf->mu, &ts) == 0)
 		;
@@ -497,16 +491,7 @@ bool informer_has_synced(struct informer *inf)
 
 int informer_wait_synced(struct informer *inf, long timeout_ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	if (timeout_ms >= 0) {
-		ts.tv_sec += timeout_ms / 1000;
-		ts.tv_nsec += (timeout_ms % 1000) * 1000000;
-		if (ts.tv_nsec >= 1000000000) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000;
-		}
-	}
+	struct timespec ts = timefmt_deadline(timeout_ms >= 0 ? timeout_ms : 0);
 	int rc = 0;
 	pthread_mutex_lock(&inf->mu);
 	while (!inf->synced && !inf->stopped) {

@@ -619,14 +619,7 @@ static int try_acquire_or_renew(struct leader *le)
 /* Wait ms or until stopped; true when stopped. */
 static bool wait_ms(struct leader *le, int64_t ms)
 {
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	ts.tv_sec += (time_t)(ms / 1000);
-	ts.tv_nsec += (long)(ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
+	struct timespec ts = timefmt_deadline(ms);
 	pthread_mutex_lock(&le->mu);
 	while (!le->stopping && pthread_cond_timedwait(&le->cond, &le->mu, &ts) == 0)
 		;

@@ -121,3 +121,16 @@ int timefmt_format(int64_t unix_us, int digits, char *buf, size_t cap)
 	}
 	return n;
 }
+
+struct timespec timefmt_deadline(int64_t ms)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	ts.tv_sec += (time_t)(ms / 1000);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	return ts;
+}

@@ -6,7 +6,8 @@
  *   text form is what the apiserver writes and Go's time package reads:
  *   YYYY-MM-DDTHH:MM:SS[.fraction](Z|+hh:mm|-hh:mm), 'T' and 'Z' in either
  *   case, years 0000 to 9999, seconds 00 to 59 (Go refuses a leap second).
- * - Pure functions of their arguments: any thread, no allocation.
+ * - Pure functions of their arguments (timefmt_deadline reads the
+ *   monotonic clock): any thread, no allocation.
  * - Errors: KERR_PARSE for text that is not such a time, KERR_INVAL for a
  *   time outside the four-digit years or a buffer too small; the output is
  *   left untouched on error, except that a buffer gets "" when it has room.
@@ -16,6 +17,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 /* Characters of the longest text timefmt_format writes ("...T00:00:00.000000Z"), without the NUL. */
 #define TIMEFMT_MAX_LEN 27
@@ -40,5 +42,9 @@ int timefmt_format(int64_t unix_us, int digits, char *buf, size_t cap);
 /* floor(a / b) for b > 0: a time before 1970 belongs to the second (day,
  * millisecond) that starts before it. */
 int64_t timefmt_floor_div(int64_t a, int64_t b);
+
+/* CLOCK_MONOTONIC now + ms (>= 0), as the absolute time pthread_cond_timedwait
+ * takes with a condition variable set to that clock. */
+struct timespec timefmt_deadline(int64_t ms);
 
 #endif

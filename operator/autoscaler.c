@@ -16,6 +16,7 @@
 #include "kube_write.h"
 #include "log.h"
 #include "quantity.h"
+#include "timefmt.h"
 #include "workload.h"
 
 #define LOGGER "autoscaler"
@@ -611,14 +612,7 @@ static void *sampler_main(void *arg)
 	struct autoscaler *a = arg;
 	while (!atomic_load(&a->stop)) {
 		int64_t wait_ms = sample(a) && a->period_ms > CONFLICT_RETRY_MS ? CONFLICT_RETRY_MS : a->period_ms;
-		struct timespec until;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += wait_ms / 1000;
-		until.tv_nsec += (wait_ms % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		struct timespec until = timefmt_deadline(wait_ms);
 		pthread_mutex_lock(&a->mu);
 		while (!atomic_load(&a->stop) && pthread_cond_timedwait(&a->cond, &a->mu, &until) == 0)
 			;

@@ -20,6 +20,7 @@
 #include "kube_write.h"
 #include "log.h"
 #include "quantity.h"
+#include "timefmt.h"
 
 #define LOGGER "scheduler"
 #define USAGE_PATH "/apis/metrics.k8s.io/v1beta1/nodes"
@@ -766,14 +767,7 @@ static void *sampler_main(void *arg)
 			log_info(LOGGER, "node usage from metrics.k8s.io available again", NULL);
 			failing = false;
 		}
-		struct timespec until;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		until.tv_sec += s->usage_period_ms / 1000;
-		until.tv_nsec += (s->usage_period_ms % 1000) * 1000000L;
-		if (until.tv_nsec >= 1000000000L) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000L;
-		}
+		struct timespec until = timefmt_deadline(s->usage_period_ms);
 		pthread_mutex_lock(&s->usage_mu);
 		while (!atomic_load(&s->stop_sampler) && pthread_cond_timedwait(&s->usage_cond, &s->usage_mu, &until) == 0)
 			;

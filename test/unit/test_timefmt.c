@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <string.h>
+#include <time.h>
 
 #include "kerr.h"
 #include "timefmt.h"
@@ -138,6 +139,19 @@ static void floor_division(void **state)
 	assert_int_equal(timefmt_floor_div(-1, 86400), -1);
 }
 
+static void deadline_is_now_plus_ms(void **state)
+{
+	(void)state;
+	struct timespec before, after;
+	clock_gettime(CLOCK_MONOTONIC, &before);
+	struct timespec d = timefmt_deadline(1999);
+	clock_gettime(CLOCK_MONOTONIC, &after);
+	assert_true(d.tv_nsec >= 0 && d.tv_nsec < 1000000000L);
+	int64_t ns = (int64_t)d.tv_sec * 1000000000 + d.tv_nsec;
+	assert_true(ns >= (int64_t)before.tv_sec * 1000000000 + before.tv_nsec + 1999000000LL);
+	assert_true(ns <= (int64_t)after.tv_sec * 1000000000 + after.tv_nsec + 1999000000LL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -147,6 +161,7 @@ int main(void)
 		cmocka_unit_test(rejects_malformed),
 		cmocka_unit_test(civil_days_round_trip),
 		cmocka_unit_test(floor_division),
+		cmocka_unit_test(deadline_is_now_plus_ms),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
