@@ -636,8 +636,11 @@ static const struct kobj_label *ka_labels_as(struct kalloc *a, struct klabels *l
 	if (l->v.n == 0)
 		return NULL;
 	struct kobj_label *src = l->v.items;
-	/* Sorting twice (sizing, then filling) gives the same order twice. */
-	qsort(src, l->v.n, sizeof(*src), klabel_cmp);
+	/* Sorted once, while sizing: a second sort could swap two entries of
+	 * one key (a JSON object may repeat a key) and hand the fill pass's
+	 * ka_istr values in another order than the sizing pass took them. */
+	if (!a->base)
+		qsort(src, l->v.n, sizeof(*src), klabel_cmp);
 	struct kobj_label *dst = ka_alloc(a, l->v.n * sizeof(*dst));
 	if (!dst)
 		return NULL;
