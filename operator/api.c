@@ -19,6 +19,7 @@
 #include "kube_write.h"
 #include "log.h"
 #include "tenant.h"
+#include "timefmt.h"
 
 #define LOGGER "api"
 /* A JSON body nested deeper than this is refused before parsing: yajl's
@@ -350,9 +351,7 @@ static int64_t now_s(void) { return (int64_t)time(NULL); }
 
 static void rfc3339(int64_t t, char *buf, size_t cap)
 {
-	time_t tt = (time_t)t;
-	struct tm tm;
-	if (t <= 0 || !gmtime_r(&tt, &tm) || !strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm))
+	if (t <= 0 || t > INT64_MAX / 1000000 || timefmt_format(t * 1000000, 0, buf, cap) < 0)
 		buf[0] = '\0';
 }
 

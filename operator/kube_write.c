@@ -6,6 +6,7 @@
 
 #include "jsonb.h"
 #include "kinds.h"
+#include "timefmt.h"
 
 int kube_object_path(char *buf, size_t cap, const char *api_path, const char *plural, const char *ns, const char *name)
 {
@@ -16,10 +17,7 @@ int kube_object_path(char *buf, size_t cap, const char *api_path, const char *pl
 
 void kube_now_rfc3339(char *buf, size_t cap)
 {
-	time_t t = time(NULL);
-	struct tm tm;
-	gmtime_r(&t, &tm);
-	strftime(buf, cap, "%Y-%m-%dT%H:%M:%SZ", &tm);
+	timefmt_format((int64_t)time(NULL) * 1000000, 0, buf, cap);
 }
 
 static int patch(struct kube_client *c, const char *path, const char *query, const char *ctype, const char *doc,

@@ -9,6 +9,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "timefmt.h"
+
 static atomic_int log_min_level = LOG_LEVEL_INFO;
 /* Guards log_out_fd and serializes writes: one line at a time on the fd. */
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -238,17 +240,16 @@ static bool log_is_secret(const char *key)
 static void lb_put_timestamp(struct log_buf *b)
 {
 	struct timespec ts;
-	struct tm tm;
-	char out[40];
-
-	if (clock_gettime(CLOCK_REALTIME, &ts) != 0 || !gmtime_r(&ts.tv_sec, &tm)) {
+	char out[TIMEFMT_MAX_LEN + 3] = "\"";
+	int n = clock_gettime(CLOCK_REALTIME, &ts) == 0
+			? timefmt_format((int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000, 3, out + 1, sizeof(out) - 2)
+			: -1;
+	if (n < 0) {
 		lb_puts(b, "\"1970-01-01T00:00:00.000Z\"");
 		return;
 	}
-	int n = snprintf(out, sizeof(out), "\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\"", tm.tm_year + 1900,
-			 tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L);
-	if (n > 0 && (size_t)n < sizeof(out))
-		lb_put(b, out, (size_t)n);
+	out[n + 1] = '"';
+	lb_put(b, out, (size_t)n + 2);
 }
 
 static void log_write_line(const char *p, size_t len)
