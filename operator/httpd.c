@@ -1833,6 +1833,9 @@ int httpd_new(struct httpd **out, const struct httpd_opts *opts, struct kerr *e)
 	h->protocols[0].name = "nimbus";
 	h->protocols[0].callback = callback;
 	h->protocols[0].per_session_data_size = sizeof(struct pss);
+	/* Left at 0, lws sends at most its 4 KiB rx buffer per send() and
+	 * buffers the rest of each write, a poll round per 4 KiB. */
+	h->protocols[0].tx_packet_size = WRITE_CHUNK;
 	/* hdrs[] is a linked list lws walks for every response. */
 	h->hdrs[0] = (struct lws_protocol_vhost_options){ &h->hdrs[1], NULL,
 							  "x-content-type-options:", "nosniff" };
