@@ -25,6 +25,7 @@ LOAD_TENANT = "abench"               # the tenant whose namespace gets the Compu
 LOAD_NS = f"nimbus-{LOAD_TENANT}"
 SCHEDULER = "nimbus-bench-unserved"  # served by no scheduler: no pods churn
 WARMUP_S = 2
+LOAD_THREADS = 4
 PODS_PER_TENANT = 4
 WINDOWS_PER_POD = 6
 GOAL_RATIO = 0.5
@@ -122,42 +123,52 @@ http {{
 
 
 class ReconcileLoad:
-    """ComputeRequests POSTed at `rate` per second on a thread of its own until stopped."""
+    """ComputeRequests POSTed at `rate` per second in all, by LOAD_THREADS threads (one slow apiserver answer
+    does not hold up the rest), until stopped."""
 
     def __init__(self, api, rate):
         self.api, self.rate = api, rate
-        self.created = 0
-        self.error = None
+        self.counts = [0] * LOAD_THREADS
+        self.errors = []
         self.stopping = threading.Event()
-        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(LOAD_THREADS)]
 
-    def _run(self):
+    @property
+    def created(self):
+        return sum(self.counts)
+
+    def _run(self, i):
         path = f"/apis/nimbus.io/v1/namespaces/{LOAD_NS}/computerequests"
-        t0 = time.monotonic()
+        per_thread = self.rate / LOAD_THREADS
         try:
             while not self.stopping.is_set():
-                delay = t0 + self.created / self.rate - time.monotonic()
+                delay = self.t0 + self.counts[i] / per_thread - time.monotonic()
                 if delay > 0 and self.stopping.wait(delay):
                     break
                 self.api.expect("POST", path, {
                     "apiVersion": "nimbus.io/v1", "kind": "ComputeRequest",
-                    "metadata": {"name": f"load-{self.created:05d}", "namespace": LOAD_NS},
+                    "metadata": {"name": f"load-{i}-{self.counts[i]:05d}", "namespace": LOAD_NS},
                     "spec": {"tenantId": LOAD_TENANT, "image": "registry.k8s.io/pause:3.10", "cpu": "10m",
                              "memory": "16Mi", "replicas": 0, "schedulerName": SCHEDULER}})
-                self.created += 1
+                self.counts[i] += 1
         except Exception as e:  # reported by stop()
-            self.error = e
+            self.errors.append(e)
 
     def start(self):
         self.t0 = time.monotonic()
-        self.thread.start()
+        for t in self.threads:
+            t.start()
+
+    def alive(self):
+        return any(t.is_alive() for t in self.threads)
 
     def stop(self):
         self.stopping.set()
-        self.thread.join()
+        for t in self.threads:
+            t.join()
         self.seconds = time.monotonic() - self.t0
-        if self.error:
-            raise BenchError(f"the reconcile load failed: {self.error}")
+        if self.errors:
+            raise BenchError(f"the reconcile load failed: {self.errors[0]}")
 
 
 UNITS = {"us": 1e-3, "ms": 1.0, "s": 1000.0}
@@ -252,9 +263,10 @@ def main():
         load_end = loadavg()
         deployments = len(api.expect("GET", f"/apis/apps/v1/namespaces/{LOAD_NS}/deployments")["items"])
     finally:
-        if load and load.thread.is_alive():
+        if load and load.alive():
             load.stopping.set()
-            load.thread.join()
+            for t in load.threads:
+                t.join()
         if nginx:
             stop(nginx)
         stop(op)
