@@ -43,7 +43,7 @@ import pytest
 
 import test_scheduler
 from conftest import ROOT, Operator, free_port, kubectl, kubectl_json, wait_until
-from test_informer import etcd_compact
+from test_informer import etcd_compact, wait_controllers_recovered
 
 LONG = os.environ.get("NIMBUS_FAULTS_LONG") == "1"
 CRS = 200 if LONG else 40
@@ -495,6 +495,8 @@ def test_apiserver_and_etcd_restarts_and_compaction(operators, tenant):
     # for minutes before it makes pods again; the Deployments are the
     # operator's part, and check_invariants waits for them.
     check_invariants(op, [tid], since)
+    # The suites after this one need the controller-manager working again.
+    wait_controllers_recovered()
 
 
 def test_postgres_down_then_back(operators, tenant):
