@@ -29,6 +29,9 @@
  * that an outage costs each request a fast 503, not a connect timeout. */
 #define DB_RETRY_MS 2000
 #define WS_QUEUE_MAX (API_EVENTS_DEFAULT_CAPACITY + 16)
+/* Event-stream tickets remembered per replica: at most this many websocket
+ * connections opened with a ticket per AUTH_TICKET_TTL_S. */
+#define API_TICKETS_SEEN 4096
 
 /* ---- routes ------------------------------------------------------------------- */
 
@@ -55,6 +58,8 @@ static const struct {
 	{"/openapi.json", API_R_OPENAPI},
 	{"/api/v1/openapi.json", API_R_OPENAPI},
 	{"/api/v1/events", API_R_EVENTS},
+	{"/api/v1/events/ticket", API_R_EVENTS_TICKET},
+	{"/api/v1/billing/usage/history", API_R_USAGE_HISTORY},
 };
 #define NPATTERNS (sizeof(patterns) / sizeof(patterns[0]))
 
@@ -308,6 +313,7 @@ struct api {
 	struct api_events *events;
 	struct auth_limiter *limiter;
 	struct api_cache *cache;
+	struct auth_ticket_seen *tickets; /* event-stream tickets used on this replica */
 	struct metrics_family *requests, *duration;
 	struct httpd *httpd;
 	/* Database connections not in use. A request takes one (opening it if
@@ -1829,7 +1835,30 @@ static int h_openapi(struct ctx *c)
 static int h_events_http(struct ctx *c)
 {
 	return problem(c, 400, NULL, "GET /api/v1/events is a websocket: connect with Upgrade: websocket and "
-				     "Authorization: Bearer <token> (or ?access_token=<token>), optionally ?since=<seq>");
+				     "Authorization: Bearer <token>, or (from a browser) with the subprotocols "
+				     "\"nimbus\" and \"ticket.<ticket>\" from POST /api/v1/events/ticket; "
+				     "optionally ?since=<seq>&stream=<id>");
+}
+
+/* A ticket for the event stream, for browsers (see auth.h). */
+static int h_events_ticket(struct ctx *c)
+{
+	char ticket[AUTH_TICKET_MAX], exp_s[32];
+	int64_t exp;
+	struct kerr e = {0};
+	int rc = auth_ticket_issue(c->a->cfg->jwt_secret, &c->who, now_s(), ticket, sizeof(ticket), &exp, &e);
+	if (rc < 0)
+		return problem(c, 400, NULL, "%s", e.message);
+	rfc3339(exp, exp_s, sizeof(exp_s));
+	struct jsonb *b = jsonb_new();
+	if (!b)
+		return KERR_NOMEM;
+	jsonb_obj(b);
+	jsonb_kstr(b, "ticket", ticket);
+	jsonb_kint(b, "expires_in", exp - now_s());
+	jsonb_kstr(b, "expires_at", exp_s);
+	jsonb_obj_end(b);
+	return reply(c, 200, b);
 }
 
 /* ---- billing ----------------------------------------------------------------------------------- */
@@ -1906,6 +1935,104 @@ static int time_param(struct ctx *c, const char *name, int64_t *ms, int *rc)
 		return -1;
 	}
 	return 1;
+}
+
+/* Buckets one history answer may hold: a day by the minute. */
+#define HISTORY_MAX_BUCKETS 1440
+#define HISTORY_DEFAULT_RANGE_S 3600
+#define HISTORY_DEFAULT_STEP_S 60
+
+/* ?step= as seconds: "90", "90s", "5m", "1h". 1 if present, 0 if absent,
+ * -1 with a 400 answered. */
+static int step_param(struct ctx *c, int64_t *step_s, int *rc)
+{
+	char v[32];
+	int n = httpd_query_param(c->req, "step", v, sizeof(v));
+	if (n == KERR_NOT_FOUND)
+		return 0;
+	char *end = v;
+	long long x = n > 0 && v[0] >= '0' && v[0] <= '9' ? strtoll(v, &end, 10) : 0;
+	int64_t unit = !strcmp(end, "") || !strcmp(end, "s") ? 1 : !strcmp(end, "m") ? 60 : !strcmp(end, "h") ? 3600 : 0;
+	if (n <= 0 || x < 1 || x > 366LL * 24 * 3600 || !unit) {
+		*rc = problem(c, 400, "step", "step must be a whole number of seconds, minutes or hours (60, 60s, 5m, 1h)");
+		return -1;
+	}
+	*step_s = (int64_t)x * unit;
+	return 1;
+}
+
+static int h_usage_history(struct ctx *c)
+{
+	char tenant[API_PARAM_MAX];
+	int n = httpd_query_param(c->req, "tenant", tenant, sizeof(tenant));
+	int rc = 0;
+	if (n < 0 && n != KERR_NOT_FOUND)
+		return problem(c, 400, "tenant", "tenant must be a tenant id");
+	if (n >= 0 && tenant_validate_name(tenant, NULL) < 0)
+		return not_found(c, "tenant", tenant);
+	if (n >= 0 && !allowed(c, tenant, false, "tenant", tenant, &rc))
+		return rc;
+	const char *only = n >= 0 ? tenant : c->who.role == AUTH_ROLE_ADMIN ? NULL : c->who.tenant_id;
+	int64_t from = 0, to = 0, step = HISTORY_DEFAULT_STEP_S;
+	int hf = time_param(c, "from", &from, &rc), ht = 0;
+	if (hf < 0 || (ht = time_param(c, "to", &to, &rc)) < 0 || step_param(c, &step, &rc) < 0)
+		return rc;
+	if (!ht)
+		to = now_s() * 1000;
+	if (!hf)
+		from = to - HISTORY_DEFAULT_RANGE_S * 1000;
+	if (to <= from)
+		return problem(c, 400, "to", "to must be after from");
+	if (from <= 0)
+		return problem(c, 400, "from", "from must be after 1970-01-01");
+	int64_t buckets = (to - from + step * 1000 - 1) / (step * 1000);
+	if (buckets > HISTORY_MAX_BUCKETS)
+		return problem(c, 400, "step",
+			       "from..to in steps of %lld s makes %lld points; at most %d are served: use a step of at "
+			       "least %lld s or a shorter range",
+			       (long long)step, (long long)buckets, HISTORY_MAX_BUCKETS,
+			       (long long)((to - from + HISTORY_MAX_BUCKETS * 1000LL - 1) / (HISTORY_MAX_BUCKETS * 1000LL)));
+	struct db *db = api_db(c, &rc);
+	if (!db)
+		return rc;
+	struct billing_usage_point *u = NULL;
+	size_t np = 0;
+	struct kerr e = {0};
+	if (billing_usage_history(db, only, from, to, step, &u, &np, &e) < 0)
+		return db_problem(c, &e);
+	struct jsonb *b = jsonb_new();
+	if (!b) {
+		free(u);
+		return KERR_NOMEM;
+	}
+	jsonb_obj(b);
+	time_ms_json(b, "from", from);
+	time_ms_json(b, "to", to);
+	jsonb_kint(b, "step_seconds", step);
+	jsonb_key(b, "items");
+	jsonb_arr(b);
+	/* Scoped by the query (only): a tenant's rows are its own. */
+	for (size_t i = 0; i < np; i++) {
+		if (i == 0 || strcmp(u[i].tenant, u[i - 1].tenant) != 0) {
+			jsonb_obj(b);
+			jsonb_kstr(b, "tenant_id", u[i].tenant);
+			jsonb_key(b, "points");
+			jsonb_arr(b);
+		}
+		jsonb_obj(b);
+		time_ms_json(b, "time", from + u[i].bucket * step * 1000);
+		dec_json(b, "CPUMilliSeconds", u[i].cpu_milli_seconds);
+		dec_json(b, "MemoryMBSeconds", u[i].memory_mb_seconds);
+		jsonb_obj_end(b);
+		if (i + 1 == np || strcmp(u[i].tenant, u[i + 1].tenant) != 0) {
+			jsonb_arr_end(b);
+			jsonb_obj_end(b);
+		}
+	}
+	jsonb_arr_end(b);
+	jsonb_obj_end(b);
+	free(u);
+	return reply(c, 200, b);
 }
 
 static int h_invoice(struct ctx *c)
@@ -2018,6 +2145,8 @@ static const struct op ops[] = {
 	PUBLIC_OP("GET", "/openapi.json", API_R_OPENAPI, h_openapi),
 	PUBLIC_OP("GET", "/api/v1/openapi.json", API_R_OPENAPI, h_openapi),
 	OP("GET", "/api/v1/events", API_R_EVENTS, h_events_http),
+	OP("POST", "/api/v1/events/ticket", API_R_EVENTS_TICKET, h_events_ticket),
+	OP("GET", "/api/v1/billing/usage/history", API_R_USAGE_HISTORY, h_usage_history),
 };
 #define NOPS (sizeof(ops) / sizeof(ops[0]))
 
@@ -2172,36 +2301,81 @@ static int ws_origin_ok(void *user, const char *origin, const char *host)
 	return o && host && !strcasecmp(o, host);
 }
 
-static int ws_on_open(void *user, uint64_t conn, const struct httpd_request *req)
+/* The "ticket.<ticket>" entry of a Sec-WebSocket-Protocol list into out;
+ * false when there is none (or it does not fit). */
+static bool ws_ticket_of(const char *protocols, char *out, size_t cap)
+{
+	for (const char *p = protocols; p && *p;) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		size_t n = strcspn(p, ", \t");
+		if (n > 7 && strncmp(p, "ticket.", 7) == 0) {
+			if (n - 7 >= cap)
+				return false;
+			memcpy(out, p + 7, n - 7);
+			out[n - 7] = '\0';
+			return true;
+		}
+		p += n;
+	}
+	return false;
+}
+
+static int ws_refuse(const char *remote, const char *why, const char *detail, const char **reason)
+{
+	log_info(LOGGER, "event stream refused", "remote", remote, "reason", detail ? detail : why, NULL);
+	*reason = why;
+	return 1;
+}
+
+/* Credentials: the Authorization header (programs), or a ticket offered as
+ * a subprotocol (browsers, which cannot set headers on a websocket). A
+ * token in the URL is refused, so that none ends up in access logs. */
+static int ws_on_open(void *user, uint64_t conn, const struct httpd_request *req, const char **reason)
 {
 	struct api *a = user;
-	char qtok[AUTH_TOKEN_MAX + 1], since_s[32], stream[32];
+	char scratch[AUTH_TICKET_MAX], since_s[32], stream[32];
 	const char *tok = NULL;
 	struct kerr e = {0};
 	struct auth_claims who;
+	int64_t now = now_s();
+	if (httpd_query_param(req, "access_token", scratch, sizeof(scratch)) != KERR_NOT_FOUND)
+		return ws_refuse(req->remote_addr,
+				 "a token in the URL is refused: send Authorization: Bearer, or a ticket "
+				 "(POST /api/v1/events/ticket)",
+				 NULL, reason);
 	if (req->authorization) {
-		if (auth_bearer(req->authorization, &tok, &e) < 0)
-			tok = NULL;
-	} else if (httpd_query_param(req, "access_token", qtok, sizeof(qtok)) >= 0) {
-		tok = qtok;
-	}
-	if (!tok || auth_token_verify(a->cfg->jwt_secret, tok, now_s(), &who, &e) < 0) {
-		log_info(LOGGER, "event stream refused", "remote", req->remote_addr,
-			 "reason", tok ? e.message : "no token", NULL);
-		return 1;
+		if (auth_bearer(req->authorization, &tok, &e) < 0 ||
+		    auth_token_verify(a->cfg->jwt_secret, tok, now, &who, &e) < 0)
+			return ws_refuse(req->remote_addr, "the token was refused (expired or invalid): log in again",
+					 e.message, reason);
+	} else if (ws_ticket_of(req->ws_protocols, scratch, sizeof(scratch))) {
+		if (auth_ticket_verify(a->cfg->jwt_secret, scratch, now, &who, &e) < 0 ||
+		    auth_ticket_seen_claim(a->tickets, scratch, who.exp, now, &e) < 0)
+			return ws_refuse(req->remote_addr,
+					 "the ticket was refused (expired, used or forged): get a new one from "
+					 "POST /api/v1/events/ticket",
+					 e.message, reason);
+	} else {
+		return ws_refuse(req->remote_addr,
+				 "no credential: send Authorization: Bearer <token>, or offer the subprotocols "
+				 "nimbus and ticket.<ticket>",
+				 NULL, reason);
 	}
 	int64_t since = -1;
 	if (httpd_query_param(req, "since", since_s, sizeof(since_s)) >= 0) {
 		char *end;
 		long long v = strtoll(since_s, &end, 10);
 		if (!*since_s || *end || v < 0)
-			return 1;
+			return ws_refuse(req->remote_addr, "since must be a sequence number (an integer >= 0)", NULL,
+					 reason);
 		since = v;
 	}
 	if (httpd_query_param(req, "stream", stream, sizeof(stream)) < 0)
 		stream[0] = '\0';
 	if (api_events_subscribe(a->events, conn, who.role == AUTH_ROLE_ADMIN, who.tenant_id, since, stream, &e) < 0) {
 		log_warn(LOGGER, "cannot subscribe to the event stream", "error", e.message, NULL);
+		*reason = "the server cannot subscribe this connection; try again";
 		return 1;
 	}
 	return 0;
@@ -2255,6 +2429,7 @@ int api_new(struct api **out, const struct api_options *o, struct kerr *e)
 					.pods = o->pods};
 	if ((rc = auth_limiter_new(&a->limiter, API_LOGIN_LIMIT, 60 * 1000, 4096, e)) < 0 ||
 	    (rc = api_cache_new(&a->cache, API_CACHE_ENTRIES, API_CACHE_TTL_MS, e)) < 0 ||
+	    (rc = auth_ticket_seen_new(&a->tickets, API_TICKETS_SEEN, e)) < 0 ||
 	    (o->metrics &&
 	     ((rc = metrics_counter_new(o->metrics, "nimbus_http_requests_total", "API requests by route and status code.",
 					route_code, 2, &a->requests, e)) < 0 ||
@@ -2327,6 +2502,7 @@ void api_free(struct api *a)
 	api_events_free(a->events);
 	auth_limiter_free(a->limiter);
 	api_cache_free(a->cache);
+	auth_ticket_seen_free(a->tickets);
 	for (size_t i = 0; i < a->db_nidle; i++)
 		db_close(a->db_idle[i]);
 	pthread_mutex_destroy(&a->setup_lock);

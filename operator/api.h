@@ -12,7 +12,10 @@
  * - Authentication: every route but POST /auth/token and GET /openapi.json
  *   needs "Authorization: Bearer <token>" (auth.h). The websocket
  *   GET /api/v1/events takes the token from that header or, because
- *   browsers cannot set headers on a websocket, from ?access_token=.
+ *   browsers cannot set headers on a websocket, a single-use ticket from
+ *   POST /api/v1/events/ticket offered as subprotocol "ticket.<ticket>"
+ *   (next to "nimbus"). A token in the URL (?access_token=) is refused
+ *   with a close reason saying so: URLs end up in logs.
  * - Scoping (auth_decide): the administrator sees and changes everything;
  *   a tenant token only its own tenant, judged by the object's tenant (a
  *   workload's is its namespace's nimbus.io/tenant label), never by the
@@ -132,6 +135,8 @@ enum api_route {
 	API_R_AUTOSCALER,
 	API_R_OPENAPI,
 	API_R_EVENTS,
+	API_R_EVENTS_TICKET,
+	API_R_USAGE_HISTORY,
 	API_R_COUNT
 };
 

@@ -11,6 +11,7 @@
 #include <jwt.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 
 #include "tenant.h"
@@ -350,6 +351,148 @@ int auth_bearer(const char *header, const char **tok, struct kerr *e)
 		return kerr_set(e, KERR_UNAUTHORIZED, "the Authorization header has an empty Bearer token");
 	*tok = t;
 	return 0;
+}
+
+/* ---- event-stream tickets ------------------------------------------------------ */
+
+#define TICKET_MAC_BYTES 16
+/* Keeps a ticket's MAC apart from anything else signed with JWT_SECRET. */
+#define TICKET_LABEL "nimbus-event-ticket\n"
+
+/* The MAC of body ("<exp>.<r>.<tenant>") in base64url into out (23 bytes). */
+static int ticket_mac(const char *secret, const char *body, char *out, size_t cap)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char msg[AUTH_TICKET_MAX + sizeof(TICKET_LABEL)];
+	int n = snprintf(msg, sizeof(msg), "%s%s", TICKET_LABEL, body);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		return KERR_TOO_LARGE;
+	if (!HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)msg, (size_t)n, md, &mdlen) ||
+	    mdlen < TICKET_MAC_BYTES)
+		return KERR_NOMEM;
+	return b64_encode(md, TICKET_MAC_BYTES, out, cap);
+}
+
+int auth_ticket_issue(const char *secret, const struct auth_claims *who, int64_t now, char *out, size_t cap,
+		      int64_t *exp, struct kerr *e)
+{
+	int64_t until = now + AUTH_TICKET_TTL_S;
+	if (who->exp && who->exp < until)
+		until = who->exp;
+	char body[AUTH_TICKET_MAX], mac[32];
+	int n = snprintf(body, sizeof(body), "%lld.%c.%s", (long long)until, who->role == AUTH_ROLE_ADMIN ? 'a' : 't',
+			 who->role == AUTH_ROLE_ADMIN ? "" : who->tenant_id);
+	int rc;
+	if (n < 0 || (size_t)n >= sizeof(body) || (rc = ticket_mac(secret, body, mac, sizeof(mac))) < 0)
+		return kerr_set(e, KERR_TOO_LARGE, "the tenant id is too long for an event-stream ticket");
+	n = snprintf(out, cap, "%s.%s", body, mac);
+	if (n < 0 || (size_t)n >= cap)
+		return kerr_set(e, KERR_TOO_LARGE, "auth_ticket_issue: buffer of %zu bytes is too small", cap);
+	if (exp)
+		*exp = until;
+	return 0;
+}
+
+int auth_ticket_verify(const char *secret, const char *ticket, int64_t now, struct auth_claims *out,
+		       struct kerr *e)
+{
+	memset(out, 0, sizeof(*out));
+	size_t len = ticket ? strlen(ticket) : 0;
+	const char *dot = len < AUTH_TICKET_MAX ? strrchr(ticket, '.') : NULL;
+	if (!dot)
+		return kerr_set(e, KERR_UNAUTHORIZED, "the event-stream ticket is malformed; get one from "
+						      "POST /api/v1/events/ticket");
+	char body[AUTH_TICKET_MAX], want[32];
+	size_t blen = (size_t)(dot - ticket);
+	memcpy(body, ticket, blen);
+	body[blen] = '\0';
+	if (ticket_mac(secret, body, want, sizeof(want)) < 0 || strlen(dot + 1) != strlen(want) ||
+	    CRYPTO_memcmp(dot + 1, want, strlen(want)) != 0)
+		return kerr_set(e, KERR_UNAUTHORIZED, "the event-stream ticket's signature does not verify");
+	/* Signed by us, so well-formed: "<exp>.<r>.<tenant>". */
+	char *end;
+	errno = 0;
+	long long exp = strtoll(body, &end, 10);
+	if (errno || end[0] != '.' || (end[1] != 'a' && end[1] != 't') || end[2] != '.')
+		return kerr_set(e, KERR_UNAUTHORIZED, "the event-stream ticket is malformed");
+	if (exp <= now)
+		return kerr_set(e, KERR_UNAUTHORIZED, "the event-stream ticket has expired (they last %d s); "
+						      "get a new one from POST /api/v1/events/ticket",
+				AUTH_TICKET_TTL_S);
+	out->role = end[1] == 'a' ? AUTH_ROLE_ADMIN : AUTH_ROLE_TENANT;
+	if (snprintf(out->tenant_id, sizeof(out->tenant_id), "%s", end + 3) >= (int)sizeof(out->tenant_id) ||
+	    (out->role == AUTH_ROLE_TENANT) != (out->tenant_id[0] != '\0'))
+		return kerr_set(e, KERR_UNAUTHORIZED, "the event-stream ticket is malformed");
+	snprintf(out->sub, sizeof(out->sub), "ticket");
+	out->exp = exp;
+	return 0;
+}
+
+struct ticket_slot {
+	char mac[32];
+	int64_t exp;
+};
+
+struct auth_ticket_seen {
+	pthread_mutex_t mu;
+	size_t n;
+	struct ticket_slot slot[]; /* exp 0 (or past): free */
+};
+
+int auth_ticket_seen_new(struct auth_ticket_seen **out, size_t capacity, struct kerr *e)
+{
+	*out = NULL;
+	if (!capacity)
+		return kerr_set(e, KERR_INVAL, "auth_ticket_seen_new: capacity must be positive");
+	struct auth_ticket_seen *s = calloc(1, sizeof(*s) + capacity * sizeof(s->slot[0]));
+	if (!s)
+		return kerr_set(e, KERR_NOMEM, "out of memory for the ticket table");
+	pthread_mutex_init(&s->mu, NULL);
+	s->n = capacity;
+	*out = s;
+	return 0;
+}
+
+void auth_ticket_seen_free(struct auth_ticket_seen *s)
+{
+	if (!s)
+		return;
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+int auth_ticket_seen_claim(struct auth_ticket_seen *s, const char *ticket, int64_t exp, int64_t now,
+			   struct kerr *e)
+{
+	/* The MAC names a ticket: the rest of it is what the MAC covers. */
+	const char *dot = strrchr(ticket, '.');
+	const char *mac = dot ? dot + 1 : ticket;
+	if (strlen(mac) >= sizeof(s->slot[0].mac))
+		return kerr_set(e, KERR_UNAUTHORIZED, "the event-stream ticket is malformed");
+	struct ticket_slot *free_slot = NULL;
+	int rc = 0;
+	pthread_mutex_lock(&s->mu);
+	for (size_t i = 0; i < s->n; i++) {
+		struct ticket_slot *t = &s->slot[i];
+		if (t->exp <= now) {
+			if (!free_slot)
+				free_slot = t;
+		} else if (!strcmp(t->mac, mac)) {
+			rc = kerr_set(e, KERR_UNAUTHORIZED, "the event-stream ticket was used already; "
+							    "get a new one for each connection");
+			break;
+		}
+	}
+	if (!rc && !free_slot)
+		rc = kerr_set(e, KERR_TOO_MANY_REQUESTS, "more than %zu event-stream tickets used in %d s; "
+							 "try again shortly", s->n, AUTH_TICKET_TTL_S);
+	if (!rc) {
+		snprintf(free_slot->mac, sizeof(free_slot->mac), "%s", mac);
+		free_slot->exp = exp;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return rc;
 }
 
 /* ---- scoping ------------------------------------------------------------------ */

@@ -33,6 +33,16 @@
  *   they take AUTH_KEY_ITERATIONS (one keyed HMAC). Comparison is constant
  *   time (CRYPTO_memcmp). A wrong user, a wrong password and an unknown key
  *   cost the same PBKDF2 work, so timing does not tell which it was.
+ * - Event-stream tickets: a browser cannot put an Authorization header on a
+ *   websocket, and a token must never travel in a URL, so a caller holding a
+ *   token trades it (POST /api/v1/events/ticket) for a ticket that the
+ *   websocket offers as its subprotocol "ticket.<ticket>". A ticket is
+ *   "<exp>.<a|t>.<tenant_id>.<mac>": exp at most AUTH_TICKET_TTL_S ahead
+ *   (never past the token's own exp), the role, the tenant ("" for admin) and
+ *   the first 16 bytes of HMAC-SHA256 under JWT_SECRET over a label and the
+ *   rest, in base64url. It is stateless, so any replica accepts it; it opens
+ *   the event stream and nothing else; struct auth_ticket_seen makes it
+ *   single-use on each replica. It fits lws's 127-byte subprotocol list.
  * - auth_decide() is the one scoping rule of every route (see there).
  * - The rate limiter is a fixed table of token buckets per remote address.
  * - Errors: 0 or a negative KERR_* with a message in struct kerr. Functions
@@ -96,6 +106,34 @@ int auth_token_verify(const char *secret, const char *token, int64_t now, struct
  * case-insensitive) into *tok, pointing into header. KERR_UNAUTHORIZED when
  * the header is NULL, another scheme, or empty. */
 int auth_bearer(const char *header, const char **tok, struct kerr *e);
+
+/* ---- event-stream tickets -------------------------------------------------- */
+
+/* 30 s: long enough to open a websocket right after asking, short enough
+ * that one seen by anybody else is useless soon. */
+#define AUTH_TICKET_TTL_S 30
+/* Room for a ticket, NUL included. */
+#define AUTH_TICKET_MAX 112
+
+/* A ticket for who (a verified token's claims) at now into out (cap >=
+ * AUTH_TICKET_MAX); *exp (may be NULL) gets its expiry in unix seconds. */
+int auth_ticket_issue(const char *secret, const struct auth_claims *who, int64_t now, char *out, size_t cap,
+		      int64_t *exp, struct kerr *e);
+/* Verify a ticket at now: *out gets role, tenant_id, exp and sub "ticket";
+ * KERR_UNAUTHORIZED with a reason otherwise (never echoing the ticket). */
+int auth_ticket_verify(const char *secret, const char *ticket, int64_t now, struct auth_claims *out,
+		       struct kerr *e);
+
+/* The tickets a replica has accepted, until they expire (a fixed table of
+ * `capacity`). Thread-safe. The caller owns *out (auth_ticket_seen_free). */
+struct auth_ticket_seen;
+int auth_ticket_seen_new(struct auth_ticket_seen **out, size_t capacity, struct kerr *e);
+void auth_ticket_seen_free(struct auth_ticket_seen *s);
+/* Record the use of a verified ticket expiring at exp: 0 the first time,
+ * KERR_UNAUTHORIZED if it was used before, KERR_TOO_MANY_REQUESTS when the
+ * table holds `capacity` tickets that have not expired yet. */
+int auth_ticket_seen_claim(struct auth_ticket_seen *s, const char *ticket, int64_t exp, int64_t now,
+			   struct kerr *e);
 
 /* ---- secrets -------------------------------------------------------------- */
 

@@ -908,6 +908,54 @@ int billing_usage(struct db *db, struct billing_tenant_usage **out, size_t *n, s
 	return 0;
 }
 
+int billing_usage_history(struct db *db, const char *tenant, int64_t from_ms, int64_t to_ms, int64_t step_s,
+			  struct billing_usage_point **out, size_t *n, struct kerr *e)
+{
+	*out = NULL;
+	*n = 0;
+	if (to_ms <= from_ms || step_s < 1)
+		return kerr_set(e, KERR_INVAL, "billing_usage_history: empty range or step below 1 s");
+	char from_s[BILLING_TIME_MAX], to_s[BILLING_TIME_MAX], step[32];
+	if (billing_format_time(from_ms, from_s, sizeof(from_s)) < 0 || billing_format_time(to_ms, to_s, sizeof(to_s)) < 0)
+		return kerr_set(e, KERR_INVAL, "billing_usage_history: time out of range");
+	snprintf(step, sizeof(step), "%lld", (long long)step_s);
+	const char *v[] = {tenant ? tenant : "", from_s, to_s, step};
+	PGresult *r = NULL;
+	int rc = db_exec_params(db,
+				"SELECT tenant_id, floor(extract(epoch FROM window_end - $2::timestamptz) / $4::bigint)::bigint, "
+				"round(sum(cpu_milli_seconds), 6)::text, round(sum(memory_byte_seconds) / 1048576, 6)::text "
+				"FROM billing_usage WHERE ($1 = '' OR tenant_id = $1) "
+				"AND window_end >= $2::timestamptz AND window_end < $3::timestamptz "
+				"GROUP BY 1, 2 ORDER BY 1, 2",
+				4, v, &r, e);
+	if (rc < 0)
+		return rc;
+	int rows = PQntuples(r);
+	struct billing_usage_point *u = rows ? calloc((size_t)rows, sizeof(*u)) : NULL;
+	if (rows && !u) {
+		PQclear(r);
+		return kerr_set(e, KERR_NOMEM, "out of memory reading the usage history");
+	}
+	for (int i = 0; i < rows; i++) {
+		const char *t = PQgetvalue(r, i, 0);
+		if (strlen(t) >= BILLING_TENANT_MAX || parse_i64(PQgetvalue(r, i, 1), &u[i].bucket) < 0 ||
+		    billing_dec_parse(PQgetvalue(r, i, 2), &u[i].cpu_milli_seconds, e) < 0 ||
+		    billing_dec_parse(PQgetvalue(r, i, 3), &u[i].memory_mb_seconds, e) < 0) {
+			rc = kerr_set(e, KERR_DB, "billing_usage holds a row that cannot be read (tenant '%.64s')", t);
+			break;
+		}
+		memcpy(u[i].tenant, t, strlen(t) + 1);
+	}
+	PQclear(r);
+	if (rc < 0) {
+		free(u);
+		return rc;
+	}
+	*out = u;
+	*n = (size_t)rows;
+	return 0;
+}
+
 /* The stored invoice of (tenant, start, end) into out (whose tenant and
  * period are set); KERR_NOT_FOUND when none is stored. */
 static int load_invoice(struct db *db, const char *tenant, const char *start, const char *end,

@@ -147,6 +147,22 @@ struct billing_tenant_usage {
  * *n (NULL when 0) for the caller to free(). */
 int billing_usage(struct db *db, struct billing_tenant_usage **out, size_t *n, struct kerr *e);
 
+/* Usage of one tenant in one time bucket of a history. */
+struct billing_usage_point {
+	char tenant[BILLING_TENANT_MAX];
+	int64_t bucket;                        /* covers [from + bucket*step, from + (bucket+1)*step) */
+	struct billing_dec cpu_milli_seconds;  /* rows whose window_end is in the bucket, as invoices count */
+	struct billing_dec memory_mb_seconds;  /* byte-seconds / 2^20, rounded half up to 6 decimals */
+};
+
+/* Usage between from_ms (inclusive) and to_ms (exclusive) in buckets of
+ * step_s seconds, of one tenant (NULL: every tenant), ordered by tenant then
+ * bucket; buckets without rows are left out. *out is a malloc'd array of *n
+ * (NULL when 0) for the caller to free(). KERR_INVAL for an empty range or a
+ * step < 1 s. */
+int billing_usage_history(struct db *db, const char *tenant, int64_t from_ms, int64_t to_ms, int64_t step_s,
+			  struct billing_usage_point **out, size_t *n, struct kerr *e);
+
 struct billing_invoice {
 	char tenant[BILLING_TENANT_MAX];
 	int64_t period_start_ms;               /* inclusive */

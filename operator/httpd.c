@@ -101,7 +101,7 @@ struct httpd_response {
  * (which lws detaches before the body arrives on some paths). */
 struct req_info {
 	int method;  /* LWSHUMETH_* */
-	char *path, *query, *authorization, *content_type, *origin, *accept;
+	char *path, *query, *authorization, *content_type, *origin, *accept, *ws_protocols;
 	char remote[64];
 };
 
@@ -154,6 +154,7 @@ struct ws_conn {
 	int overflow;        /* a push found the queue full: close with 1008 */
 	int drop_armed;      /* service thread: the grace timeout is set */
 	int refused;         /* on_open said no: close with 1008 */
+	char refuse_reason[WS_REASON_MAX + 1]; /* on_open's reason, "" for the default */
 	int opened;          /* on_open kept it: on_close is owed */
 	unsigned char *rx;   /* inbound message being reassembled */
 	size_t rx_len, rx_cap;
@@ -337,6 +338,7 @@ static void req_info_free(struct req_info *ri)
 	free(ri->content_type);
 	free(ri->origin);
 	free(ri->accept);
+	free(ri->ws_protocols);
 	memset(ri, 0, sizeof(*ri));
 }
 
@@ -355,6 +357,7 @@ static int req_info_fill(struct req_info *ri, struct lws *wsi, int method, const
 	ri->content_type = hdr_dup(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE, &oom);
 	ri->origin = hdr_dup(wsi, WSI_TOKEN_ORIGIN, &oom);
 	ri->accept = hdr_dup(wsi, WSI_TOKEN_HTTP_ACCEPT, &oom);
+	ri->ws_protocols = hdr_dup(wsi, WSI_TOKEN_PROTOCOL, &oom);
 	if (!lws_get_peer_simple(wsi, ri->remote, sizeof(ri->remote)))
 		ri->remote[0] = '\0';
 	if (oom || !ri->path || !ri->query) {
@@ -377,6 +380,7 @@ static void req_from_info(struct httpd_request *req, const struct req_info *ri,
 	req->content_type = ri->content_type;
 	req->origin = ri->origin;
 	req->accept = ri->accept;
+	req->ws_protocols = ri->ws_protocols;
 	req->remote_addr = ri->remote;
 	req->body = body ? body : empty;
 	req->body_len = body ? body_len : 0;
@@ -1300,9 +1304,14 @@ static int ws_on_established(struct httpd *h, struct lws *wsi, struct pss *pss)
 	} else {
 		struct httpd_request req;
 
+		const char *why = NULL;
+
 		req_from_info(&req, &ri, NULL, 0);
-		if (h->ws.on_open && h->ws.on_open(h->ws.user, c->id, &req))
+		if (h->ws.on_open && h->ws.on_open(h->ws.user, c->id, &req, &why)) {
 			c->refused = 1;
+			if (why)
+				snprintf(c->refuse_reason, sizeof(c->refuse_reason), "%s", why);
+		}
 		else
 			c->opened = 1;
 		req_info_free(&ri);
@@ -1368,17 +1377,15 @@ static int ws_on_writeable(struct httpd *h, struct lws *wsi, struct pss *pss)
 		return -1;
 	pthread_mutex_lock(&h->ws_lock);
 	if (c->overflow || c->refused) {
-		static const char full[] = "send queue full", refused[] = "refused";
 		int ovf = c->overflow;
+		const char *why = ovf ? "send queue full" : *c->refuse_reason ? c->refuse_reason : "refused";
 
 		pthread_mutex_unlock(&h->ws_lock);
 		if (ovf)
 			hlog(h, "httpd %s: websocket connection %llu too slow: its send queue "
 				"(%zu messages) filled up; closing it with 1008",
 			     h->addr, (unsigned long long)c->id, h->ws_queue_max);
-		lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION,
-				 (unsigned char *)(ovf ? full : refused),
-				 ovf ? sizeof(full) - 1 : sizeof(refused) - 1);
+		lws_close_reason(wsi, LWS_CLOSE_STATUS_POLICY_VIOLATION, (unsigned char *)why, strlen(why));
 		return -1;
 	}
 	if (c->q_len) {

@@ -65,7 +65,10 @@
  *   connection whose queue is full is closed with 1008 (policy violation),
  *   so a pusher never blocks and a slow consumer never grows memory.
  *   Inbound messages are reassembled up to ws.max_message bytes (1009
- *   beyond). Clients send no subprotocol, or "nimbus".
+ *   beyond). Clients send no subprotocol, or a list naming "nimbus" (first,
+ *   as lws reads at most 127 bytes of the list and stops at the first name
+ *   it knows); the server answers "nimbus". on_open sees the list as sent,
+ *   so other entries can carry data such as a credential.
  * - Threads: httpd_stop, httpd_port, httpd_ws_send and httpd_ws_broadcast
  *   may be called from any thread while the httpd exists (the router
  *   included). httpd_new, httpd_run/httpd_start and httpd_free belong to
@@ -103,6 +106,7 @@ struct httpd_request {
 	const char *content_type;
 	const char *origin;
 	const char *accept;
+	const char *ws_protocols;  /* Sec-WebSocket-Protocol as sent (upgrades only in practice) */
 	const char *remote_addr;   /* peer IP address, "" if unknown */
 	const unsigned char *body; /* body_len bytes plus a NUL (for text parsers); never NULL */
 	size_t body_len;
@@ -122,6 +126,10 @@ typedef int (*httpd_router_fn)(void *user, const struct httpd_request *req,
 /* From the fast router only: hand the request to the workers' router. */
 #define HTTPD_DEFER 2
 #define HTTPD_MAX_WORKERS 64
+
+/* The longest close reason a websocket close frame carries (RFC 6455: 125
+ * bytes of payload, 2 of them the code). */
+#define WS_REASON_MAX 123
 
 /* Status code, 200..599 (others are stored as 500). Default 200. 204 and
  * 304 are sent without a body. */
@@ -160,9 +168,12 @@ struct httpd_ws_opts {
 	 * missing Origin, or one whose host[:port] equals Host (same origin). */
 	int (*origin_ok)(void *user, const char *origin, const char *host);
 	/* A connection is open; req is the upgrade request (body empty). Return
-	 * 0 to keep it, nonzero to close it with 1008 (e.g. a bad token). NULL:
-	 * keep every connection. */
-	int (*on_open)(void *user, uint64_t conn, const struct httpd_request *req);
+	 * 0 to keep it, nonzero to close it with 1008 (e.g. a bad token), with
+	 * *reason as the close frame's reason when set (a string that outlives
+	 * the call; cut at WS_REASON_MAX bytes; "refused" otherwise). NULL: keep
+	 * every connection. */
+	int (*on_open)(void *user, uint64_t conn, const struct httpd_request *req,
+		       const char **reason);
 	/* A complete inbound message (text or binary). NULL: ignore. */
 	void (*on_message)(void *user, uint64_t conn, const void *data, size_t len, int binary);
 	/* The connection is gone (called only after on_open kept it; from

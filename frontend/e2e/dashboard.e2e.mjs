@@ -89,6 +89,7 @@ async function signInAdmin() {
   await page.getByLabel('Password').fill(PASSWORD);
   await page.getByRole('button', { name: 'Sign in' }).click();
   await page.getByTestId('who').getByText('Administrator').waitFor();
+  await noteToken();
 }
 
 async function createTenant(name, cpu, memory) {
@@ -140,6 +141,15 @@ page = await context.newPage();
 const consoleErrors = [];
 page.on('pageerror', (e) => consoleErrors.push(`pageerror: ${e.message}`));
 page.on('console', (m) => m.type() === 'error' && consoleErrors.push(`console: ${m.text()}`));
+// Every address the page asks for, websockets included: no token may be in one.
+const urls = [];
+page.on('request', (r) => urls.push(r.url()));
+page.on('websocket', (ws) => urls.push(ws.url()));
+const tokensSeen = new Set();
+async function noteToken() {
+  const t = await page.evaluate(() => JSON.parse(sessionStorage.getItem('nimbus.session') ?? 'null')?.token);
+  if (t) tokensSeen.add(t);
+}
 
 let keyA;
 let exitCode = 0;
@@ -204,6 +214,11 @@ try {
   await step('usage appears and an invoice opens with a CSV', async () => {
     await go('Billing');
     await page.getByTestId('usage-table').getByRole('rowheader', { name: A }).waitFor({ timeout: 150_000 });
+    // The chart comes from the stored usage rows (GET /api/v1/billing/usage/history).
+    await page.getByTestId('usage-chart').locator('.recharts-legend-item', { hasText: A }).waitFor({ timeout: 30_000 });
+    await page.getByLabel('Window').selectOption('24h');
+    await page.getByTestId('usage-chart').locator('.recharts-legend-item', { hasText: A }).waitFor({ timeout: 30_000 });
+    await page.getByLabel('Window').selectOption('1h');
     await page.getByLabel('Tenant', { exact: true }).selectOption(A);
     const inv = page.getByTestId('invoice');
     await inv.getByText(`${A} · `).waitFor();
@@ -296,6 +311,7 @@ try {
     await page.getByLabel('API key', { exact: true }).fill(keyA);
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.getByTestId('who').getByText(A).waitFor();
+    await noteToken();
     if (await page.getByRole('link', { name: 'Scheduler' }).count()) throw new Error('a tenant sees the Scheduler page');
     await go('Tenant');
     const tenants = page.getByTestId('tenants-table').locator('tbody tr');
@@ -309,6 +325,9 @@ try {
     await go('Billing');
     await page.getByTestId('usage-table').getByRole('rowheader', { name: A }).waitFor({ timeout: 30_000 });
     if (await page.getByTestId('usage-table').getByRole('rowheader', { name: B }).count()) throw new Error(`tenant ${A} sees ${B}'s usage`);
+    await page.getByTestId('usage-chart').locator('.recharts-legend-item', { hasText: A }).waitFor({ timeout: 30_000 });
+    if (await page.getByTestId('usage-chart').locator('.recharts-legend-item', { hasText: B }).count())
+      throw new Error(`tenant ${A} sees ${B}'s usage over time`);
     await page.getByTestId('invoice').getByText(`${A} · `).waitFor();
     if (await page.getByLabel('Tenant', { exact: true }).count()) throw new Error('a tenant can pick another tenant');
     await go('Overview');
@@ -353,6 +372,14 @@ try {
     for (const t of [A, B]) {
       await page.locator(`tr[data-tenant="${t}"] .badge`, { hasText: /deleting|Terminating/ }).or(page.locator('body:not(:has(tr[data-tenant="' + t + '"]))')).first().waitFor({ timeout: 30_000 });
     }
+  });
+
+  await step('no token ever travels in a URL (the event stream uses tickets)', async () => {
+    const ws = urls.filter((u) => u.startsWith('ws'));
+    if (!ws.length) throw new Error('no websocket was opened');
+    const leaks = urls.filter((u) => /access_token/.test(u) || [...tokensSeen].some((t) => u.includes(t)));
+    if (leaks.length) throw new Error(`a token in a URL:\n${leaks.join('\n')}`);
+    if (tokensSeen.size < 2) throw new Error(`only ${tokensSeen.size} session token(s) were checked`);
   });
 
   await step('no accessibility violations (axe-core, WCAG 2.1 A/AA) on any page', async () => {

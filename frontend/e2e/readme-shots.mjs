@@ -5,7 +5,8 @@
 //     node e2e/readme-shots.mjs
 //
 // It stays on the Billing page for BILLING_WAIT seconds (default 150) so that
-// the usage chart has points to draw.
+// the usage chart has a few billing periods to draw and the Overview and
+// Tenants pages have two usage samples to measure each tenant's rate from.
 import { chromium } from 'playwright-core';
 import { mkdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';

@@ -11,11 +11,13 @@ import type { Tenant } from '../src/api/types';
 class QuietWS {
   static last: QuietWS | null = null;
   url: string;
+  protocols: string[] | undefined;
   onmessage: ((m: { data: string }) => void) | null = null;
   onclose: (() => void) | null = null;
   onerror: (() => void) | null = null;
-  constructor(url: string) {
+  constructor(url: string, protocols?: string[]) {
     this.url = url;
+    this.protocols = protocols;
     QuietWS.last = this;
   }
   close() {}
@@ -52,6 +54,7 @@ beforeEach(() => {
     'GET /api/v1/workloads': () => ({ status: 200, body: { items: [], continue: null } }),
     'GET /api/v1/scheduler': () => ({ status: 200, body: { scheduler: 'nimbus-scheduler', pending: 0, nodes: [], recent_placements: [] } }),
     'GET /api/v1/billing/usage': () => ({ status: 200, body: { items: [] } }),
+    'POST /api/v1/events/ticket': () => ({ status: 200, body: { ticket: 'tkt-1', expires_in: 30, expires_at: '2026-11-25T10:00:30Z' } }),
   };
   vi.stubGlobal('WebSocket', QuietWS);
   vi.stubGlobal(
@@ -171,7 +174,7 @@ describe('tenants page', () => {
     await user.click(screen.getByRole('button', { name: 'Create tenant' }));
     const dialog = await screen.findByRole('dialog');
     expect(within(dialog).getByTestId('new-api-key')).toHaveValue('nmbk_1_s');
-    expect(calls.find((c) => c.method === 'POST')?.body).toEqual({ name: 'initech', cpu_quota: '500m', memory_quota: '4Gi', pods_quota: 20 });
+    expect(calls.find((c) => c.method === 'POST' && c.url === '/api/v1/tenants')?.body).toEqual({ name: 'initech', cpu_quota: '500m', memory_quota: '4Gi', pods_quota: 20 });
   });
 
   it('checks the name before sending', async () => {
@@ -181,7 +184,7 @@ describe('tenants page', () => {
     await user.type(await screen.findByLabelText('Name'), 'Bad_Name');
     await user.click(screen.getByRole('button', { name: 'Create tenant' }));
     expect(screen.getByLabelText('Name')).toHaveAttribute('aria-invalid', 'true');
-    expect(calls.some((c) => c.method === 'POST')).toBe(false);
+    expect(calls.some((c) => c.method === 'POST' && c.url === '/api/v1/tenants')).toBe(false);
   });
 
   it('deletes only after confirmation, and Escape cancels', async () => {
@@ -244,7 +247,9 @@ describe('live banner', () => {
     expect(await screen.findByRole('heading', { name: 'Overview' })).toBeInTheDocument();
     await waitFor(() => expect(QuietWS.last).not.toBeNull());
     const ws = QuietWS.last!;
-    expect(ws.url).toMatch(/\/api\/v1\/events\?access_token=tok-admin$/);
+    expect(ws.url).toMatch(/\/api\/v1\/events$/);
+    expect(ws.protocols).toEqual(['nimbus', 'ticket.tkt-1']);
+    expect(calls.find((c) => c.url === '/api/v1/events/ticket')?.auth).toBe('Bearer tok-admin');
     const before = calls.filter((c) => c.url.startsWith('/api/v1/workloads')).length;
     act(() => {
       ws.onmessage?.({ data: JSON.stringify({ type: 'hello', stream: 'S', seq: 0 }) });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { SchedulerNode, UsageItem, Workload } from '../src/api/types';
 import { clusterTotals, fraction, heat, hslLuminance, requestedByTenant, totalRequested } from '../src/lib/summary';
-import { chartRows, lastRate, mergeUsage } from '../src/lib/usage';
+import { historyRows, historyTenants, lastRate, mergeUsage, rangeQuery } from '../src/lib/usage';
 import { describeEvent, eventsOfWorkload } from '../src/lib/events';
 import { invoiceCsv, invoiceFilename } from '../src/pages/Billing';
 import { capacityRows } from '../src/pages/Overview';
@@ -121,16 +121,41 @@ describe('usage history', () => {
     expect(lastRate([])).toBeNull();
     expect(lastRate(undefined)).toBeNull();
   });
-  it('builds chart rows with each tenant at its own points', () => {
-    const h = {
-      a: [{ t: 1, cpuCoreHours: 0, memGibHours: 0 }, { t: 3, cpuCoreHours: 2, memGibHours: 0 }],
-      b: [{ t: 2, cpuCoreHours: 5, memGibHours: 0 }],
-    };
-    expect(chartRows(h, 'cpuCoreHours', ['a', 'b'])).toEqual([
-      { t: 1, a: 0 },
-      { t: 2, b: 5 },
-      { t: 3, a: 2 },
+});
+
+describe('usage over time', () => {
+  const T0 = Date.parse('2026-11-25T10:00:00Z');
+  const hist = {
+    from: '2026-11-25T10:00:00.000Z',
+    to: '2026-11-25T10:03:00.000Z',
+    step_seconds: 60,
+    items: [
+      {
+        tenant_id: 'a',
+        points: [
+          { time: '2026-11-25T10:00:00.000Z', CPUMilliSeconds: '3600000.000000', MemoryMBSeconds: '3686400.000000' },
+          { time: '2026-11-25T10:02:00.000Z', CPUMilliSeconds: '7200000.000000', MemoryMBSeconds: '0.000000' },
+        ],
+      },
+      { tenant_id: 'b', points: [{ time: '2026-11-25T10:01:00.000Z', CPUMilliSeconds: '36000000.000000', MemoryMBSeconds: '0' }] },
+    ],
+  };
+  it('adds buckets up from the window start, empty ones adding nothing, until now', () => {
+    expect(historyRows(hist, 'cpuCoreHours', ['a', 'b'], T0 + 150_000)).toEqual([
+      { t: T0, a: 0, b: 0 },
+      { t: T0 + 60_000, a: 1, b: 0 },
+      { t: T0 + 120_000, a: 1, b: 10 },
+      { t: T0 + 150_000, a: 3, b: 10 },
     ]);
+    expect(historyRows(hist, 'memGibHours', ['a'], T0 + 600_000).map((r) => r.a)).toEqual([0, 1, 1, 1]);
+    expect(historyRows(undefined, 'cpuCoreHours', ['a'])).toEqual([]);
+  });
+  it('ranks tenants by use and asks for whole buckets', () => {
+    expect(historyTenants(hist)).toEqual(['b', 'a']);
+    const q = new URLSearchParams(rangeQuery('1h', Date.parse('2026-11-25T10:30:20Z')));
+    expect(q.get('from')).toBe('2026-11-25T09:31:00.000Z');
+    expect(q.get('to')).toBe('2026-11-25T10:31:00.000Z');
+    expect(q.get('step')).toBe('60');
   });
 });
 

@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 import uuid
 
+import psycopg
 import pytest
 import websocket
 
@@ -378,6 +379,52 @@ def test_tenant_scoping(api_operator):
         cleanup(a, b)
 
 
+def test_usage_history(api_operator):
+    """GET /api/v1/billing/usage/history sums the usage rows in PostgreSQL per tenant and bucket, scoped."""
+    _, base = api_operator(CONTROLLERS)
+    admin = admin_token(base)
+    a, akey = new_tenant(base, admin)
+    b = f"hist-{uuid.uuid4().hex[:8]}"  # usage outlives tenants: rows need no tenant row
+    t0 = 1_700_000_000  # 2023-11-14T22:13:20Z
+    rows = [(a, "p1", 0, 10, "1000", str(64 * 2**20)), (a, "p1", 10, 70, "500", "0"), (a, "p2", 60, 75, "250", "0"),
+            (a, "p1", 70, 130, "7", "0"), (b, "q1", 0, 20, "42", "0")]
+    with psycopg.connect(host=os.environ["DB_HOST"], port=os.environ["DB_PORT"], dbname=os.environ["DB_NAME"],
+                         user=os.environ["DB_USER"], password=os.environ.get("DB_PASSWORD"), autocommit=True) as db:
+        for tenant, pod, start, end, cpu, mem in rows:
+            db.execute("INSERT INTO billing_usage (tenant_id, pod_uid, window_start, window_end, cpu_milli_seconds, "
+                       "memory_byte_seconds) VALUES (%s, %s, to_timestamp(%s), to_timestamp(%s), %s, %s)",
+                       (tenant, f"{pod}-{uuid.uuid4().hex[:6]}", t0 + start, t0 + end, cpu, mem))
+    try:
+        q = "/api/v1/billing/usage/history?from=2023-11-14T22:13:20Z&to=2023-11-14T22:15:20Z&step=1m"
+        s, _, h = call(base, "GET", q, token=admin)
+        assert s == 200 and h["step_seconds"] == 60 and h["from"].startswith("2023-11-14T22:13:20"), h
+        by = {x["tenant_id"]: x["points"] for x in h["items"]}
+        # Rows count in the bucket of their window end; the one ending at `to` is outside.
+        assert [(p["time"][:19], p["CPUMilliSeconds"]) for p in by[a]] == [
+            ("2023-11-14T22:13:20", "1000.000000"), ("2023-11-14T22:14:20", "750.000000")], by[a]
+        assert by[a][0]["MemoryMBSeconds"] == "64.000000"
+        assert [p["CPUMilliSeconds"] for p in by[b]] == ["42.000000"]
+        ta = key_token(base, akey)
+        s, _, h = call(base, "GET", q, token=ta)
+        assert s == 200 and [x["tenant_id"] for x in h["items"]] == [a], h
+        problem(*call(base, "GET", q + f"&tenant={b}", token=ta), 404)
+        s, _, h = call(base, "GET", q + f"&tenant={b}", token=admin)
+        assert [x["tenant_id"] for x in h["items"]] == [b]
+        problem(*call(base, "GET", q.replace("step=1m", "step=1w"), token=admin), 400, "step")
+        problem(*call(base, "GET", "/api/v1/billing/usage/history?from=2023-01-01&to=2023-12-01&step=60",
+                      token=admin), 400, "step")
+        problem(*call(base, "GET", "/api/v1/billing/usage/history?from=2023-12-01&to=2023-01-01", token=admin),
+                400, "to")
+        s, _, h = call(base, "GET", "/api/v1/billing/usage/history", token=ta)  # the last hour by the minute
+        assert s == 200 and h["step_seconds"] == 60 and h["items"] == [], h
+    finally:
+        with psycopg.connect(host=os.environ["DB_HOST"], port=os.environ["DB_PORT"], dbname=os.environ["DB_NAME"],
+                             user=os.environ["DB_USER"], password=os.environ.get("DB_PASSWORD"),
+                             autocommit=True) as db:
+            db.execute("DELETE FROM billing_usage WHERE tenant_id IN (%s, %s)", (a, b))
+        cleanup(a)
+
+
 def test_pagination(api_operator):
     _, base = api_operator(CONTROLLERS)
     tok = admin_token(base)
@@ -454,6 +501,19 @@ def ws_connect(base, token, query=""):
     return websocket.create_connection(url, header=[f"Authorization: Bearer {token}"], timeout=10)
 
 
+def ws_ticket(base, ticket):
+    url = base.replace("http://", "ws://") + "/api/v1/events"
+    return websocket.create_connection(url, subprotocols=["nimbus", f"ticket.{ticket}"], timeout=10)
+
+
+def ws_refusal(ws):
+    """The close code and reason of a connection the server refuses after the upgrade."""
+    opcode, data = ws.recv_data(control_frame=True)
+    ws.close()
+    assert opcode == websocket.ABNF.OPCODE_CLOSE, (opcode, data)
+    return int.from_bytes(data[:2], "big"), data[2:].decode()
+
+
 def ws_messages(ws, until, timeout=60):
     """Read messages until until(list) is true; returns them."""
     got, deadline = [], time.monotonic() + timeout
@@ -518,11 +578,34 @@ def test_event_stream(api_operator):
         assert json.loads(ws.recv())["type"] == "hello"
         assert json.loads(ws.recv())["type"] == "reset"
         ws.close()
-        # The token may come in the query, as browsers cannot set headers.
+        # Browsers get a single-use ticket and offer it as a subprotocol; the
+        # stream is scoped as the token that bought it.
+        assert call(base, "POST", "/api/v1/events/ticket")[0] == 401
+        s, _, t = call(base, "POST", "/api/v1/events/ticket", token=ta)
+        assert s == 200 and 0 < t["expires_in"] <= 30 and ta not in t["ticket"], t
+        ws = ws_ticket(base, t["ticket"])
+        assert ws.subprotocol == "nimbus"
+        assert json.loads(ws.recv())["type"] == "hello"
+        assert call(base, "PATCH", f"/api/v1/tenants/{b}/workloads/other", {"replicas": 2}, admin)[0] == 200
+        assert call(base, "PATCH", f"/api/v1/tenants/{a}/workloads/mine", {"replicas": 1}, ta)[0] == 200
+        got = ws_messages(ws, lambda msgs: any(m.get("type") == "workload" and m["object"]["replicas"] == 1
+                                               for m in msgs))
+        ws.close()
+        assert got and all(m["tenant"] == a for m in got), got
+        # Used once, forged, or a token in the URL: closed with 1008 and a reason.
+        code, why = ws_refusal(ws_ticket(base, t["ticket"]))
+        assert code == 1008 and "ticket was refused" in why, why
+        _, _, t2 = call(base, "POST", "/api/v1/events/ticket", token=ta)
+        forged = t2["ticket"].replace(f".t.{a}.", f".t.{b}.")
+        code, why = ws_refusal(ws_ticket(base, forged))
+        assert code == 1008 and "ticket was refused" in why, why
         ws = websocket.create_connection(base.replace("http://", "ws://") + f"/api/v1/events?access_token={ta}",
                                          timeout=10)
-        assert json.loads(ws.recv())["type"] == "hello"
-        ws.close()
+        code, why = ws_refusal(ws)
+        assert code == 1008 and "token in the URL is refused" in why, why
+        ws = websocket.create_connection(base.replace("http://", "ws://") + "/api/v1/events", timeout=10)
+        code, why = ws_refusal(ws)
+        assert code == 1008 and "no credential" in why, why
     finally:
         cleanup(a, b)
 

@@ -233,6 +233,52 @@ static void test_bearer(void **state)
 	assert_int_equal(auth_bearer("Bearer ", &tok, NULL), KERR_UNAUTHORIZED);
 }
 
+static void test_tickets(void **state)
+{
+	(void)state;
+	struct kerr e = {0};
+	struct auth_claims tenant = {.role = AUTH_ROLE_TENANT, .tenant_id = "tenant-a", .exp = NOW + 900}, out;
+	char t[AUTH_TICKET_MAX], forged[AUTH_TICKET_MAX];
+	int64_t exp = 0;
+	assert_int_equal(auth_ticket_issue(SECRET, &tenant, NOW, t, sizeof(t), &exp, &e), 0);
+	assert_int_equal(exp, NOW + AUTH_TICKET_TTL_S);
+	/* lws reads at most 127 bytes of "nimbus, ticket.<t>" with a tenant id of 56. */
+	assert_true(strlen("nimbus, ticket.") + strlen(t) - strlen("tenant-a") + 56 <= 127);
+	assert_int_equal(auth_ticket_verify(SECRET, t, NOW + 1, &out, &e), 0);
+	assert_int_equal(out.role, AUTH_ROLE_TENANT);
+	assert_string_equal(out.tenant_id, "tenant-a");
+	assert_int_equal(out.exp, exp);
+	/* Expired, another key, another tenant or role under the same MAC, garbage. */
+	assert_int_equal(auth_ticket_verify(SECRET, t, exp, &out, &e), KERR_UNAUTHORIZED);
+	assert_non_null(strstr(e.message, "expired"));
+	assert_int_equal(auth_ticket_verify(OTHER_SECRET, t, NOW, &out, &e), KERR_UNAUTHORIZED);
+	snprintf(forged, sizeof(forged), "%s", t);
+	memcpy(strstr(forged, "tenant-a"), "tenant-b", 8);
+	assert_int_equal(auth_ticket_verify(SECRET, forged, NOW, &out, &e), KERR_UNAUTHORIZED);
+	snprintf(forged, sizeof(forged), "%s", t);
+	strstr(forged, ".t.")[1] = 'a';
+	assert_int_equal(auth_ticket_verify(SECRET, forged, NOW, &out, &e), KERR_UNAUTHORIZED);
+	assert_int_equal(auth_ticket_verify(SECRET, "", NOW, &out, &e), KERR_UNAUTHORIZED);
+	assert_int_equal(auth_ticket_verify(SECRET, "1.a..AAAAAAAAAAAAAAAAAAAAAA", NOW, &out, &e), KERR_UNAUTHORIZED);
+	/* Never past the token's own expiry; an admin ticket names no tenant. */
+	struct auth_claims admin = {.role = AUTH_ROLE_ADMIN, .exp = NOW + 5};
+	assert_int_equal(auth_ticket_issue(SECRET, &admin, NOW, t, sizeof(t), &exp, &e), 0);
+	assert_int_equal(exp, NOW + 5);
+	assert_int_equal(auth_ticket_verify(SECRET, t, NOW, &out, &e), 0);
+	assert_int_equal(out.role, AUTH_ROLE_ADMIN);
+	assert_string_equal(out.tenant_id, "");
+
+	/* Single use, until expiry; a full table refuses rather than forgets. */
+	struct auth_ticket_seen *seen = NULL;
+	assert_int_equal(auth_ticket_seen_new(&seen, 2, &e), 0);
+	assert_int_equal(auth_ticket_seen_claim(seen, "1.a..MAC1", NOW + 30, NOW, &e), 0);
+	assert_int_equal(auth_ticket_seen_claim(seen, "1.a..MAC1", NOW + 30, NOW + 1, &e), KERR_UNAUTHORIZED);
+	assert_int_equal(auth_ticket_seen_claim(seen, "1.a..MAC2", NOW + 30, NOW, &e), 0);
+	assert_int_equal(auth_ticket_seen_claim(seen, "1.a..MAC3", NOW + 30, NOW, &e), KERR_TOO_MANY_REQUESTS);
+	assert_int_equal(auth_ticket_seen_claim(seen, "1.a..MAC3", NOW + 60, NOW + 30, &e), 0);
+	auth_ticket_seen_free(seen);
+}
+
 static void test_hash(void **state)
 {
 	(void)state;
@@ -349,6 +395,7 @@ int main(void)
 		cmocka_unit_test(test_tampered),
 		cmocka_unit_test(test_claims),
 		cmocka_unit_test(test_bearer),
+		cmocka_unit_test(test_tickets),
 		cmocka_unit_test(test_hash),
 		cmocka_unit_test(test_keys),
 		cmocka_unit_test(test_decide),

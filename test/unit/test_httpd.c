@@ -58,6 +58,7 @@ static struct {
 	int n_msgs;
 	char last_auth[128];
 	char last_query[128];
+	char last_protocols[128];
 	int n_log;
 	int slow_entered;   /* /api/slow handlers that started */
 	int slow_open;      /* /api/slow handlers may return */
@@ -197,7 +198,7 @@ static int ws_origin_ok(void *user, const char *origin, const char *host)
 	return !origin || !strcmp(origin, "https://dashboard.example");
 }
 
-static int ws_on_open(void *user, uint64_t conn, const struct httpd_request *req)
+static int ws_on_open(void *user, uint64_t conn, const struct httpd_request *req, const char **reason)
 {
 	(void)user;
 	pthread_mutex_lock(&g.mu);
@@ -206,10 +207,14 @@ static int ws_on_open(void *user, uint64_t conn, const struct httpd_request *req
 	snprintf(g.last_auth, sizeof(g.last_auth), "%s",
 		 req->authorization ? req->authorization : "-");
 	snprintf(g.last_query, sizeof(g.last_query), "%s", req->query);
+	snprintf(g.last_protocols, sizeof(g.last_protocols), "%s", req->ws_protocols ? req->ws_protocols : "-");
 	pthread_cond_broadcast(&g.cv);
 	pthread_mutex_unlock(&g.mu);
 	/* A token in the query decides: "deny" is refused after the upgrade. */
-	return strstr(req->query, "token=deny") ? -1 : 0;
+	if (!strstr(req->query, "token=deny"))
+		return 0;
+	*reason = "denied by the test";
+	return -1;
 }
 
 static void ws_on_message(void *user, uint64_t conn, const void *data, size_t len, int binary)
@@ -869,8 +874,9 @@ static int recv_all(int fd, void *data, size_t len)
 
 /* Send an upgrade request and read the response head (byte by byte, so no
  * frame bytes are consumed). Returns the status; head gets the headers. */
-static int ws_handshake(int fd, const char *target, const char *origin, char *head,
-			size_t headlen)
+/* extra: more header lines, each ending in CRLF, or NULL. */
+static int ws_handshake_with(int fd, const char *target, const char *origin, const char *extra,
+			     char *head, size_t headlen)
 {
 	char req[1024];
 	size_t n = 0;
@@ -879,8 +885,9 @@ static int ws_handshake(int fd, const char *target, const char *origin, char *he
 	snprintf(req, sizeof(req),
 		 "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
 		 "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-		 "Sec-WebSocket-Version: 13\r\nAuthorization: Bearer ws-token\r\n%s%s%s\r\n",
-		 target, g.port, origin ? "Origin: " : "", origin ? origin : "", origin ? "\r\n" : "");
+		 "Sec-WebSocket-Version: 13\r\nAuthorization: Bearer ws-token\r\n%s%s%s%s\r\n",
+		 target, g.port, origin ? "Origin: " : "", origin ? origin : "", origin ? "\r\n" : "",
+		 extra ? extra : "");
 	send_all(fd, req, strlen(req));
 	while (n + 1 < headlen) {
 		if (recv(fd, head + n, 1, 0) != 1)
@@ -894,6 +901,11 @@ static int ws_handshake(int fd, const char *target, const char *origin, char *he
 	/* lws answers refusals made before it knows the version as HTTP/1.0. */
 	sscanf(head, "HTTP/1.%*d %d", &status);
 	return status;
+}
+
+static int ws_handshake(int fd, const char *target, const char *origin, char *head, size_t headlen)
+{
+	return ws_handshake_with(fd, target, origin, NULL, head, headlen);
 }
 
 /* Read one frame; returns the opcode, payload in buf (NUL-terminated,
@@ -1053,11 +1065,25 @@ static void websocket_refusals(void **state)
 	assert_int_equal(ws_read_frame(fd, buf, sizeof(buf), &len), 8);
 	assert_true(len >= 2);
 	assert_int_equal(((unsigned char)buf[0] << 8) | (unsigned char)buf[1], 1008);
+	assert_string_equal(buf + 2, "denied by the test");
 	close(fd);
 	sleep_ms(200);
 	pthread_mutex_lock(&g.mu);
 	assert_int_equal(g.n_closed, closes);
 	pthread_mutex_unlock(&g.mu);
+
+	/* A subprotocol list naming "nimbus" first: answered "nimbus", and
+	 * on_open sees the whole list (where a credential can travel). */
+	fd = tcp_connect(g.port);
+	assert_int_equal(ws_handshake_with(fd, WS_PATH, NULL, "Sec-WebSocket-Protocol: nimbus, ticket.abc\r\n", head,
+					   sizeof(head)),
+			 101);
+	assert_non_null(ci_strstr(head, "sec-websocket-protocol: nimbus\r\n"));
+	assert_true(wait_count(&g.n_opened, opens + 3, 2));
+	pthread_mutex_lock(&g.mu);
+	assert_string_equal(g.last_protocols, "nimbus, ticket.abc");
+	pthread_mutex_unlock(&g.mu);
+	close(fd);
 }
 
 static void websocket_slow_consumer_is_dropped(void **state)

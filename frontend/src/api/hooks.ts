@@ -3,7 +3,7 @@
 // (live node usage, billing) are polled.
 import { useEffect, useState } from 'react';
 import { useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { loadHistory, mergeUsage, saveHistory, type UsageHistory } from '../lib/usage';
+import { loadHistory, mergeUsage, rangeQuery, saveHistory, type RangeId, type UsageHistory } from '../lib/usage';
 import { api, listAll } from './client';
 import type {
   Invoice,
@@ -11,6 +11,7 @@ import type {
   Tenant,
   TenantCreate,
   TenantCreated,
+  UsageHistoryResponse,
   UsageItem,
   Workload,
   WorkloadCreate,
@@ -64,6 +65,19 @@ export function useUsageHistory() {
     });
   }, [usage.data]);
   return { usage, history };
+}
+
+/** Usage per tenant over a window ending now, from the database; refreshed
+ * every billing period or so, and with the other usage queries when the
+ * event stream comes back. */
+export function useUsageOverTime(range: RangeId) {
+  return useQuery({
+    queryKey: ['usage', 'history', range],
+    queryFn: ({ signal }) =>
+      api<UsageHistoryResponse>('GET', `/api/v1/billing/usage/history?${rangeQuery(range)}`, undefined, signal),
+    refetchInterval: 10_000,
+    placeholderData: (prev) => prev,
+  });
 }
 
 export function useInvoice(tenant: string | null, from: string, to: string) {

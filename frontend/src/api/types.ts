@@ -113,6 +113,26 @@ export interface UsageItem {
   until: string | null;
 }
 
+export interface UsageHistoryPoint {
+  time: string; // start of the bucket
+  CPUMilliSeconds: string;
+  MemoryMBSeconds: string;
+}
+
+/** GET /api/v1/billing/usage/history: buckets without usage are left out. */
+export interface UsageHistoryResponse {
+  from: string;
+  to: string;
+  step_seconds: number;
+  items: { tenant_id: string; points: UsageHistoryPoint[] }[];
+}
+
+export interface EventTicket {
+  ticket: string;
+  expires_in: number;
+  expires_at: string;
+}
+
 export interface InvoiceLine {
   item: string;
   unit: string;

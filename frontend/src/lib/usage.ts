@@ -1,10 +1,11 @@
-// Usage over time, built from GET /billing/usage: each answer gives, per
-// tenant, the cumulative CPU and memory billed up to `until` (the end of the
-// last committed billing window). Every distinct `until` is a point of the
-// tenant's cumulative curve; `since` (where billing started) is its zero.
-// Points are kept for the browser session, so the curve fills in while the
-// dashboard is open.
-import type { UsageItem } from '../api/types';
+// Usage over time. The Billing chart draws GET /api/v1/billing/usage/history
+// (the usage rows in PostgreSQL, bucketed by the API), so it shows the past
+// as soon as it opens. The live rates of the Overview and Tenants pages come
+// from GET /billing/usage: each answer gives, per tenant, the cumulative CPU
+// and memory billed up to `until` (the end of the last committed billing
+// window); two answers give the rate between them. Those points are kept for
+// the browser session.
+import type { UsageHistoryPoint, UsageHistoryResponse, UsageItem } from '../api/types';
 import { cpuMilliSecondsToCoreHours, decimal, mibSecondsToGibHours } from './format';
 
 export interface UsagePoint {
@@ -41,24 +42,74 @@ export function mergeUsage(history: UsageHistory, items: UsageItem[]): UsageHist
   return out;
 }
 
-/** Rows for a chart with one series per tenant: {t, [tenant]: value}. A
- * tenant has a value only at its own points; the chart joins them
- * (connectNulls), which for a cumulative figure is the linear estimate
- * between two samples. */
-export function chartRows(
-  history: UsageHistory,
+/** The windows the Billing chart offers, each with its bucket width. */
+export const RANGES = [
+  { id: '1h', label: 'Last hour', seconds: 3600, step: 60 },
+  { id: '6h', label: 'Last 6 hours', seconds: 6 * 3600, step: 300 },
+  { id: '24h', label: 'Last 24 hours', seconds: 24 * 3600, step: 900 },
+  { id: '7d', label: 'Last 7 days', seconds: 7 * 24 * 3600, step: 3600 },
+] as const;
+export type RangeId = (typeof RANGES)[number]['id'];
+
+/** The query of a range ending now: from and to on bucket boundaries, so that
+ * the buckets stay put from one refresh to the next. */
+export function rangeQuery(id: RangeId, now = Date.now()): string {
+  const r = RANGES.find((x) => x.id === id) ?? RANGES[0];
+  const step = r.step * 1000;
+  const to = Math.ceil((now + 1) / step) * step;
+  const from = to - Math.ceil(r.seconds / r.step) * step;
+  const iso = (t: number) => new Date(t).toISOString();
+  return `from=${encodeURIComponent(iso(from))}&to=${encodeURIComponent(iso(to))}&step=${r.step}`;
+}
+
+/** The tenants of a history, the most used first. */
+export function historyTenants(h: UsageHistoryResponse | undefined): string[] {
+  const total = (pts: UsageHistoryPoint[]) => pts.reduce((s, p) => s + decimal(p.CPUMilliSeconds) + decimal(p.MemoryMBSeconds) / 1e6, 0);
+  return [...(h?.items ?? [])].sort((a, b) => total(b.points) - total(a.points)).map((x) => x.tenant_id);
+}
+
+/** Chart rows {t, [tenant]: cumulative use since the window's start}: a zero
+ * at from, then one row at the end of every bucket up to now (the last one
+ * at now), buckets without usage adding nothing. */
+export function historyRows(
+  h: UsageHistoryResponse | undefined,
   metric: 'cpuCoreHours' | 'memGibHours',
   tenants: string[],
+  now = Date.now(),
 ): Record<string, number>[] {
-  const rows = new Map<number, Record<string, number>>();
-  for (const ten of tenants) {
-    for (const p of history[ten] ?? []) {
-      let row = rows.get(p.t);
-      if (!row) rows.set(p.t, (row = { t: p.t }));
-      row[ten] = p[metric];
+  if (!h) return [];
+  const from = Date.parse(h.from);
+  const step = h.step_seconds * 1000;
+  const last = Math.min(Date.parse(h.to), now);
+  if (!Number.isFinite(from) || !(step > 0) || last <= from) return [];
+  const n = Math.ceil((last - from) / step);
+  const perBucket = new Map<string, number[]>();
+  for (const it of h.items) {
+    if (!tenants.includes(it.tenant_id)) continue;
+    const v = new Array<number>(n).fill(0);
+    for (const p of it.points) {
+      const i = Math.floor((Date.parse(p.time) - from) / step);
+      if (i < 0 || i >= n) continue;
+      v[i] +=
+        metric === 'cpuCoreHours'
+          ? cpuMilliSecondsToCoreHours(decimal(p.CPUMilliSeconds))
+          : mibSecondsToGibHours(decimal(p.MemoryMBSeconds));
     }
+    perBucket.set(it.tenant_id, v);
   }
-  return [...rows.values()].sort((a, b) => a.t - b.t);
+  const rows: Record<string, number>[] = [{ t: from }];
+  const sum = new Map<string, number>();
+  for (let i = 0; i < n; i++) {
+    const row: Record<string, number> = { t: Math.min(from + (i + 1) * step, last) };
+    for (const ten of tenants) {
+      const acc = (sum.get(ten) ?? 0) + (perBucket.get(ten)?.[i] ?? 0);
+      sum.set(ten, acc);
+      row[ten] = acc;
+    }
+    rows.push(row);
+  }
+  for (const ten of tenants) rows[0][ten] = 0;
+  return rows;
 }
 
 const KEY = 'nimbus.usage-history';

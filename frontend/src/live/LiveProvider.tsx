@@ -4,7 +4,8 @@
 import { createContext, useContext, useEffect, useMemo, useRef, useState, useSyncExternalStore } from 'react';
 import type { ReactNode } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
-import type { LiveEvent } from '../api/types';
+import { api } from '../api/client';
+import type { EventTicket, LiveEvent } from '../api/types';
 import { clearSession, EXPIRED_MESSAGE, loadSession } from '../auth/session';
 import { LiveStream, type StreamState } from './stream';
 
@@ -68,7 +69,7 @@ export function LiveProvider({ children, streamFactory }: { children: ReactNode;
       if (!timer.current) timer.current = setTimeout(flush, 250);
     };
     const opts = {
-      token: () => loadSession()?.token ?? null,
+      ticket: async () => (await api<EventTicket>('POST', '/api/v1/events/ticket')).ticket,
       tokenExpired: () => !loadSession(),
       onAuthLost: () => clearSession(EXPIRED_MESSAGE),
       onEvent: (e: LiveEvent) => {

@@ -4,9 +4,11 @@
 // replays it from its buffer, or sends {"type":"reset"} when it cannot, and
 // then every list must be reloaded.
 //
-// Browsers cannot put an Authorization header on a websocket, so the token
-// goes in ?access_token= of the websocket request only: never in the page's
-// address, history or links.
+// Browsers cannot put an Authorization header on a websocket, and a token
+// must never travel in a URL (they end up in logs), so each connection first
+// trades the token for a single-use, 30-second ticket
+// (POST /api/v1/events/ticket) and offers it as the subprotocol
+// "ticket.<ticket>" next to "nimbus".
 import type { LiveEvent } from '../api/types';
 
 export type StreamStatus = 'connecting' | 'live' | 'reconnecting' | 'closed';
@@ -21,8 +23,14 @@ export interface StreamState {
   attempts: number;
 }
 
+/** The subprotocols that carry a ticket: the server answers "nimbus". */
+export function subprotocols(ticket: string): string[] {
+  return ['nimbus', `ticket.${ticket}`];
+}
+
 export interface StreamOptions {
-  token: () => string | null;
+  /** A fresh ticket for one connection; rejects when the API cannot be reached. */
+  ticket: () => Promise<string>;
   /** Called for every event (not hello) and for reset messages. */
   onEvent: (e: LiveEvent) => void;
   /** Called when the server cannot replay what was missed (reload everything). */
@@ -46,7 +54,7 @@ export function backoffMs(n: number, random = Math.random): number {
 
 export function defaultUrl(query: string): string {
   const proto = window.location.protocol === 'https:' ? 'wss:' : 'ws:';
-  return `${proto}//${window.location.host}/api/v1/events?${query}`;
+  return `${proto}//${window.location.host}/api/v1/events${query ? `?${query}` : ''}`;
 }
 
 export class LiveStream {
@@ -87,7 +95,7 @@ export class LiveStream {
 
   start(): void {
     this.stopped = false;
-    this.open();
+    void this.open();
   }
 
   stop(): void {
@@ -102,13 +110,22 @@ export class LiveStream {
     this.set({ status: 'closed' });
   }
 
-  private open() {
-    const token = this.o.token();
-    if (!token || this.o.tokenExpired()) {
+  private async open() {
+    if (this.o.tokenExpired()) {
       this.o.onAuthLost();
       return;
     }
-    const q = new URLSearchParams({ access_token: token });
+    let ticket: string;
+    try {
+      ticket = await this.o.ticket();
+    } catch {
+      if (this.stopped) return;
+      if (this.o.tokenExpired()) this.o.onAuthLost();
+      else this.retry();
+      return;
+    }
+    if (this.stopped) return;
+    const q = new URLSearchParams();
     if (this.lastSeq >= 0 && this.streamId) {
       q.set('since', String(this.lastSeq));
       q.set('stream', this.streamId);
@@ -117,7 +134,7 @@ export class LiveStream {
     const url = (this.o.url ?? defaultUrl)(q.toString());
     let ws: WebSocket;
     try {
-      ws = new Impl(url);
+      ws = new Impl(url, subprotocols(ticket));
     } catch {
       this.retry();
       return;
@@ -150,7 +167,7 @@ export class LiveStream {
     });
     this.timer = this.o.setTimer(() => {
       this.timer = null;
-      if (!this.stopped) this.open();
+      if (!this.stopped) void this.open();
     }, backoffMs(attempts, this.o.random));
   }
 

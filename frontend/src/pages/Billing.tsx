@@ -1,6 +1,6 @@
 import { useMemo, useState } from 'react';
 import { CartesianGrid, Legend, Line, LineChart, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
-import { useInvoice, useTenants, useUsageHistory } from '../api/hooks';
+import { useInvoice, useTenants, useUsage, useUsageOverTime } from '../api/hooks';
 import type { Invoice } from '../api/types';
 import { useSession } from '../auth/context';
 import { Badge, Card, Empty, ErrorNote, Loading, PageHeader } from '../components/ui';
@@ -18,7 +18,7 @@ import {
   axisNumber,
 } from '../lib/format';
 import { legendText } from '../components/chart';
-import { chartRows } from '../lib/usage';
+import { historyRows, historyTenants, RANGES, type RangeId } from '../lib/usage';
 
 const PALETTE = ['#2456d6', '#d9480f', '#2b8a3e', '#862e9c', '#c2255c', '#0b7285', '#5c940d', '#e67700'];
 const SERIES_MAX = PALETTE.length;
@@ -56,21 +56,17 @@ function download(name: string, text: string) {
 export function BillingPage() {
   const session = useSession();
   const admin = session.role === 'admin';
-  const { usage, history } = useUsageHistory();
+  const usage = useUsage();
+  const [range, setRange] = useState<RangeId>('1h');
+  const over = useUsageOverTime(range);
   const tenants = useTenants();
   const [metric, setMetric] = useState<'cpuCoreHours' | 'memGibHours'>('cpuCoreHours');
 
-  // The chart keeps to the tenants that used the most; the table lists all.
-  const series = useMemo(
-    () =>
-      [...(usage.data ?? [])]
-        .sort((a, b) => decimal(b.CPUMilliSeconds) - decimal(a.CPUMilliSeconds))
-        .slice(0, SERIES_MAX)
-        .map((u) => u.tenant_id)
-        .sort(),
-    [usage.data],
-  );
-  const rows = useMemo(() => chartRows(history, metric, series), [history, metric, series]);
+  // The chart keeps to the tenants that used the most in the window; the table lists all.
+  const ranked = useMemo(() => historyTenants(over.data), [over.data]);
+  const series = useMemo(() => ranked.slice(0, SERIES_MAX).sort(), [ranked]);
+  const rows = useMemo(() => historyRows(over.data, metric, series), [over.data, metric, series]);
+  const rangeLabel = (RANGES.find((r) => r.id === range) ?? RANGES[0]).label.toLowerCase();
   const tenantIds = useMemo(() => {
     const s = new Set<string>((tenants.data ?? []).map((t) => t.id));
     (usage.data ?? []).forEach((u) => s.add(u.tenant_id));
@@ -84,52 +80,71 @@ export function BillingPage() {
       <Card
         title="Usage over time"
         actions={
-          <div className="inline-field">
-            <label htmlFor="usage-metric">Show</label>
-            <select id="usage-metric" value={metric} onChange={(e) => setMetric(e.target.value as typeof metric)}>
-              <option value="cpuCoreHours">CPU (core-hours)</option>
-              <option value="memGibHours">Memory (GiB-hours)</option>
-            </select>
+          <div className="inline-fields">
+            <div className="inline-field">
+              <label htmlFor="usage-range">Window</label>
+              <select id="usage-range" value={range} onChange={(e) => setRange(e.target.value as RangeId)}>
+                {RANGES.map((r) => (
+                  <option key={r.id} value={r.id}>
+                    {r.label}
+                  </option>
+                ))}
+              </select>
+            </div>
+            <div className="inline-field">
+              <label htmlFor="usage-metric">Show</label>
+              <select id="usage-metric" value={metric} onChange={(e) => setMetric(e.target.value as typeof metric)}>
+                <option value="cpuCoreHours">CPU (core-hours)</option>
+                <option value="memGibHours">Memory (GiB-hours)</option>
+              </select>
+            </div>
           </div>
         }
       >
+        <ErrorNote error={over.error} what="Usage over time could not be loaded" />
         <ErrorNote error={usage.error} what="Usage could not be loaded" />
-        {usage.isLoading && <Loading what="usage" />}
+        {(usage.isLoading || over.isLoading) && <Loading what="usage" />}
         {usage.data && usage.data.length === 0 && (
           <Empty>No usage billed yet. It appears after the billing sampler's next period once a workload runs.</Empty>
         )}
         {usage.data && usage.data.length > 0 && (
           <>
-            <p className="muted small">
-              Cumulative usage billed per tenant{usage.data.length > SERIES_MAX ? ` (the ${SERIES_MAX} largest)` : ''}. Each point
-              is a committed billing sample; the curve fills in while this page is open.
-            </p>
-            <div
-              className="chart"
-              role="img"
-              aria-label={`Cumulative ${metric === 'cpuCoreHours' ? 'CPU core-hours' : 'memory GiB-hours'} per tenant over time`}
-              data-testid="usage-chart"
-            >
-              <ResponsiveContainer width="100%" height={260}>
-                <LineChart data={rows} margin={{ left: 8, right: 24, top: 8 }}>
-                  <CartesianGrid stroke="#e3e7ef" />
-                  <XAxis
-                    dataKey="t"
-                    type="number"
-                    scale="time"
-                    domain={['dataMin', 'dataMax']}
-                    tickFormatter={(t) => formatClock(t)}
-                    tick={{ fontSize: 12, fill: '#3d4457' }}
-                  />
-                  <YAxis tick={{ fontSize: 12, fill: '#3d4457' }} width={72} tickFormatter={(v) => axisNumber(Number(v))} />
-                  <Tooltip labelFormatter={(t) => `${formatClock(Number(t))} UTC`} formatter={(v) => trim(Number(v), 6)} />
-                  <Legend wrapperStyle={{ fontSize: 13 }} formatter={legendText} />
-                  {series.map((t, i) => (
-                    <Line key={t} type="linear" dataKey={t} stroke={PALETTE[i % PALETTE.length]} strokeWidth={2} dot={rows.length < 40} isAnimationActive={false} connectNulls />
-                  ))}
-                </LineChart>
-              </ResponsiveContainer>
-            </div>
+            {over.data && series.length === 0 && <Empty>No usage billed in the {rangeLabel}.</Empty>}
+            {series.length > 0 && (
+              <>
+                <p className="muted small">
+                  Usage billed per tenant in the {rangeLabel}, added up from its start
+                  {ranked.length > SERIES_MAX ? ` (the ${SERIES_MAX} largest)` : ''}; it grows as each billing period is
+                  recorded.
+                </p>
+                <div
+                  className="chart"
+                  role="img"
+                  aria-label={`${metric === 'cpuCoreHours' ? 'CPU core-hours' : 'Memory GiB-hours'} per tenant in the ${rangeLabel}`}
+                  data-testid="usage-chart"
+                >
+                  <ResponsiveContainer width="100%" height={260}>
+                    <LineChart data={rows} margin={{ left: 8, right: 24, top: 8 }}>
+                      <CartesianGrid stroke="#e3e7ef" />
+                      <XAxis
+                        dataKey="t"
+                        type="number"
+                        scale="time"
+                        domain={['dataMin', 'dataMax']}
+                        tickFormatter={(t) => (range === '7d' ? new Date(t).toISOString().slice(5, 16).replace('T', ' ') : formatClock(t))}
+                        tick={{ fontSize: 12, fill: '#3d4457' }}
+                      />
+                      <YAxis tick={{ fontSize: 12, fill: '#3d4457' }} width={72} tickFormatter={(v) => axisNumber(Number(v))} />
+                      <Tooltip labelFormatter={(t) => `${formatClock(Number(t))} UTC`} formatter={(v) => trim(Number(v), 6)} />
+                      <Legend wrapperStyle={{ fontSize: 13 }} formatter={legendText} />
+                      {series.map((t, i) => (
+                        <Line key={t} type="linear" dataKey={t} stroke={PALETTE[i % PALETTE.length]} strokeWidth={2} dot={false} isAnimationActive={false} />
+                      ))}
+                    </LineChart>
+                  </ResponsiveContainer>
+                </div>
+              </>
+            )}
             <div className="table-wrap">
               <table className="table compact" data-testid="usage-table">
                 <caption className="sr-only">Usage billed per tenant</caption>
