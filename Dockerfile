@@ -5,8 +5,15 @@
 #
 #   docker build -t nimbus-operator:0.1.0 .
 #
-# No container engine runs where Nimbus is developed: the build stage's
+# No container engine runs where Nimbus is developed: the build stages'
 # commands are hack/image-build, which CI runs on the host instead.
+
+# The dashboard (frontend/): npm ci from the lockfile and a Vite build.
+FROM node:22-bookworm-slim AS dashboard
+WORKDIR /src
+COPY hack/image-build hack/image-build
+COPY frontend/ frontend/
+RUN hack/image-build --dashboard /out
 
 FROM debian:bookworm-slim AS build
 # Versions come from the bookworm archive the base image names; pinning each
@@ -35,8 +42,10 @@ RUN apt-get update \
     && useradd --system --uid 65532 --gid nimbus --no-create-home --home-dir /nonexistent \
         --shell /usr/sbin/nologin nimbus
 COPY --from=build /out/rootfs/usr/local/bin/nimbus-operator /usr/local/bin/nimbus-operator
+COPY --from=dashboard /out/rootfs/usr/share/nimbus/dashboard /usr/share/nimbus/dashboard
 USER 65532:65532
-# API, metrics, health probes (the chart's ports).
+# API (and the dashboard), metrics, health probes (the chart's ports).
 EXPOSE 8080 9090 9091
 ENTRYPOINT ["/usr/local/bin/nimbus-operator"]
-CMD ["--metrics-bind-address=:9090", "--health-probe-bind-address=:9091", "--api-bind-address=:8080"]
+CMD ["--metrics-bind-address=:9090", "--health-probe-bind-address=:9091", "--api-bind-address=:8080", \
+     "--dashboard-dir=/usr/share/nimbus/dashboard"]

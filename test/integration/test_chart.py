@@ -147,6 +147,17 @@ def test_schema_rejects_wrong_values(helm, setting, where):
     assert "values don't meet the specifications of the schema" in p.stderr and where in p.stderr, p.stderr
 
 
+def test_dashboard_flag(helm):
+    """The chart serves the image's dashboard unless dashboard.enabled=false."""
+    def args(*extra):
+        return by_kind(render(helm, *extra), "Deployment")["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--dashboard-dir=/usr/share/nimbus/dashboard" in args()
+    assert not [a for a in args("--set", "dashboard.enabled=false") if a.startswith("--dashboard-dir")]
+    assert "--dashboard-dir=/opt/ui" in args("--set", "dashboard.dir=/opt/ui")
+    p = helm("template", RELEASE, CHART, "--set", "dashboard.dir=relative", check=False)
+    assert p.returncode != 0 and "/dashboard/dir" in p.stderr, p.stderr
+
+
 def test_schema_accepts_one_replica_without_election(helm):
     docs = render(helm, "--set", "replicaCount=1", "--set", "leaderElection.enabled=false")
     kinds = {d["kind"] for d in docs}
@@ -356,6 +367,8 @@ class Replica:
             flag = a.split("=", 1)[0]
             if flag in ports:  # the pod listens on every interface; here only on loopback
                 a = f"{flag}=127.0.0.1:{ports[flag]}"
+            if flag == "--dashboard-dir":  # the image's copy of the build; here hack/setup's
+                a = f"{flag}={os.path.join(ROOT, 'frontend', 'dist')}"
             args.append(a.replace("$(POD_NAMESPACE)", NS))
         self.args = args
         self.log = open(log_path, "w")
@@ -522,8 +535,11 @@ def test_install_in_cluster_rbac_leader_election_upgrade_uninstall(helm, crd, re
         lease = kubectl_json("get", "lease", "nimbus-operator-leader", "-n", NS)
         assert lease["spec"]["holderIdentity"] == leader.name and lease["spec"]["leaseDurationSeconds"] == LEASE_S
         assert lease["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "Helm"  # the chart's Lease, taken over
-        # Followers serve reads: ready, with full caches and their metrics.
+        # Followers serve reads: ready, with full caches and their metrics, and the dashboard.
         assert follower.get(follower.health_port, "/readyz")[0] == 200
+        status, page = wait_until(lambda: (lambda r: r[0] is not None and r)(follower.get(follower.api_port, "/ui/tenants")),
+                                  30, what="the follower's API")  # it binds right after /readyz turns 200
+        assert status == 200 and '<div id="root">' in page, (status, page[:300])
         assert sample(follower.metrics(), "nimbus_informer_synced", kind="Pod") == 1
 
         # The demo, on the leader: a tenant (namespace, quota, limits, network policy, role binding)...

@@ -1,7 +1,8 @@
 """The container image, without a container engine: no Docker daemon runs here.
 
-The Dockerfile's build stage runs hack/image-build, and so does this test,
-on the host (Debian 12, the image's release); the runtime stage's package
+The Dockerfile's build stages run hack/image-build (the operator) and
+hack/image-build --dashboard (the dashboard), and so does this test, on the
+host (Debian 12, the image's release); the runtime stage's package
 list is checked against the libraries the built binary links, hadolint
 checks the Dockerfile, and compose.yaml is checked against what
 nimbus-operator reads.
@@ -55,12 +56,20 @@ def test_hadolint():
 
 
 def test_dockerfile_shape():
-    build, runtime = stages()
+    dashboard, build, runtime = stages()
+    assert re.match(r"FROM node:\d+-bookworm-slim AS dashboard$", dashboard[0]), dashboard[0]
+    assert "RUN hack/image-build --dashboard /out" in dashboard
     assert build[0].startswith("FROM debian:bookworm-slim AS build")
     assert runtime[0] == "FROM debian:bookworm-slim"
     assert "RUN hack/image-build /out" in build
     assert any(i.startswith("USER ") and not i.startswith("USER root") and not i.startswith("USER 0") for i in runtime)
-    assert not [i for i in runtime if i.startswith("COPY") and "--from=build" not in i], "only the build's output goes in"
+    copies = [i for i in runtime if i.startswith("COPY")]
+    assert all(re.match(r"COPY --from=(build|dashboard) /out/rootfs/", i) for i in copies), "only the builds' output goes in"
+    # The dashboard lands where the chart's --dashboard-dir points, and the image's own command serves it.
+    with open(os.path.join(ROOT, "charts", "nimbus", "values.yaml")) as f:
+        chart_dir = yaml.safe_load(f)["dashboard"]["dir"]
+    assert f"COPY --from=dashboard /out/rootfs{chart_dir} {chart_dir}" in copies, copies
+    assert f'"--dashboard-dir={chart_dir}"' in next(i for i in runtime if i.startswith("CMD"))
     # Every Debian package hack/setup installs for the C build is in the build stage.
     with open(os.path.join(ROOT, "hack", "setup")) as f:
         setup = f.read()
@@ -95,10 +104,24 @@ def test_build_script_and_runtime_libraries(tmp_path):
         assert owner, f"no Debian package owns {real} ({lib})"
         packages.add(owner)
     packages.discard("libc6")  # in every Debian image
-    runtime = set(apt_packages(stages()[1]))
+    runtime = set(apt_packages(stages()[2]))
     assert packages <= runtime, f"the runtime stage lacks {packages - runtime} (the binary links them)"
     extra = runtime - packages - RUNTIME_EXTRAS
     assert not extra, f"the runtime stage installs {extra}, which the binary does not link"
+
+
+def test_dashboard_build_script(tmp_path):
+    """hack/image-build --dashboard as the Dockerfile's dashboard stage runs it: npm ci from the lockfile, a build."""
+    p = subprocess.run([os.path.join(ROOT, "hack", "image-build"), "--dashboard", str(tmp_path)], capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    out = tmp_path / "rootfs" / "usr" / "share" / "nimbus" / "dashboard"
+    index = (out / "index.html").read_text()
+    assets = [a.name for a in (out / "assets").iterdir()]
+    assert any(a.endswith(".js") for a in assets) and any(a.endswith(".css") for a in assets), assets
+    refs = re.findall(r'(?:src|href)="/(assets/[^"]+)"', index)
+    assert refs and all((out / r).is_file() for r in refs), refs  # every script and style index.html loads is there
+    assert not (out / "node_modules").exists() and not (out / ".nimbus-stamp").exists()
 
 
 def test_compose_file():
