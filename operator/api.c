@@ -2395,6 +2395,31 @@ static void httpd_log(void *user, const char *msg)
 
 /* ---- lifecycle ------------------------------------------------------------------------------------ */
 
+/* GET /tenants shows each tenant's namespace phase. A namespace change is
+ * also a "tenant" event, on which the dashboard reads the list again: that
+ * read must not get an answer cached before the change. Registered before
+ * the event stream's handlers, so the cache is cleared before the event
+ * goes out. */
+static void ns_changed(void *arg, struct kobj *o)
+{
+	(void)o;
+	api_cache_invalidate(((struct api *)arg)->cache);
+}
+
+static void ns_updated(void *arg, struct kobj *old, struct kobj *o)
+{
+	(void)old;
+	ns_changed(arg, o);
+}
+
+static int watch_namespaces(struct api *a, struct kerr *e)
+{
+	struct informer_handlers h = {.on_add = ns_changed, .on_update = ns_updated, .on_delete = ns_changed, .arg = a};
+	if (informer_add_handlers(a->namespaces, &h) < 0)
+		return kerr_set(e, KERR_NOMEM, "api: cannot register the namespace handlers");
+	return 0;
+}
+
 int api_new(struct api **out, const struct api_options *o, struct kerr *e)
 {
 	*out = NULL;
@@ -2429,6 +2454,7 @@ int api_new(struct api **out, const struct api_options *o, struct kerr *e)
 					.pods = o->pods};
 	if ((rc = auth_limiter_new(&a->limiter, API_LOGIN_LIMIT, 60 * 1000, 4096, e)) < 0 ||
 	    (rc = api_cache_new(&a->cache, API_CACHE_ENTRIES, API_CACHE_TTL_MS, e)) < 0 ||
+	    (rc = watch_namespaces(a, e)) < 0 ||
 	    (rc = auth_ticket_seen_new(&a->tickets, API_TICKETS_SEEN, e)) < 0 ||
 	    (o->metrics &&
 	     ((rc = metrics_counter_new(o->metrics, "nimbus_http_requests_total", "API requests by route and status code.",

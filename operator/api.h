@@ -24,7 +24,8 @@
  * - Reads come from the informer caches and the database (tenants, keys,
  *   billing); no request LISTs the apiserver. GET /tenants and
  *   GET /billing/usage answers may be up to API_CACHE_TTL_MS old
- *   (api_cache.h), except after a write through the same replica. List routes page with
+ *   (api_cache.h), except after a write through the same replica or a
+ *   namespace change (which the event stream announces). List routes page with
  *   ?limit= (1..1000, default 100) and ?continue= (opaque, from the
  *   previous page's "continue"), ordered by key.
  * - Writes: tenants and keys go to the database (the tenant reconciler of
