@@ -468,8 +468,10 @@ int auth_ticket_seen_claim(struct auth_ticket_seen *s, const char *ticket, int64
 	/* The MAC names a ticket: the rest of it is what the MAC covers. */
 	const char *dot = strrchr(ticket, '.');
 	const char *mac = dot ? dot + 1 : ticket;
-	if (strlen(mac) >= sizeof(s->slot[0].mac))
+	char key[sizeof(s->slot[0].mac)] = {0};
+	if (strlen(mac) >= sizeof(key))
 		return kerr_set(e, KERR_UNAUTHORIZED, "the event-stream ticket is malformed");
+	memcpy(key, mac, strlen(mac));
 	struct ticket_slot *free_slot = NULL;
 	int rc = 0;
 	pthread_mutex_lock(&s->mu);
@@ -478,7 +480,7 @@ int auth_ticket_seen_claim(struct auth_ticket_seen *s, const char *ticket, int64
 		if (t->exp <= now) {
 			if (!free_slot)
 				free_slot = t;
-		} else if (!strcmp(t->mac, mac)) {
+		} else if (CRYPTO_memcmp(t->mac, key, sizeof(key)) == 0) {
 			rc = kerr_set(e, KERR_UNAUTHORIZED, "the event-stream ticket was used already; "
 							    "get a new one for each connection");
 			break;
@@ -488,7 +490,7 @@ int auth_ticket_seen_claim(struct auth_ticket_seen *s, const char *ticket, int64
 		rc = kerr_set(e, KERR_TOO_MANY_REQUESTS, "more than %zu event-stream tickets used in %d s; "
 							 "try again shortly", s->n, AUTH_TICKET_TTL_S);
 	if (!rc) {
-		snprintf(free_slot->mac, sizeof(free_slot->mac), "%s", mac);
+		memcpy(free_slot->mac, key, sizeof(key));
 		free_slot->exp = exp;
 	}
 	pthread_mutex_unlock(&s->mu);
