@@ -23,6 +23,7 @@
 #include "controller.h"
 #include "db.h"
 #include "db_health.h"
+#include "event_recorder.h"
 #include "informer.h"
 #include "kinds.h"
 #include "kube_client.h"
@@ -66,6 +67,7 @@ struct operator {
 	struct informer *inf[INF_COUNT];
 	struct controller *workload;
 	struct workload_deps workload_deps;
+	struct event_recorder *events; /* the workload reconciler's Events */
 	struct scheduler *scheduler;
 	struct billing *billing;
 	struct db_options billing_db; /* borrowed by billing: its strings are cfg's */
@@ -128,8 +130,11 @@ static int build(struct operator *op, struct kerr *e)
 		return kerr_set(e, rc, "cannot add the pod store's node index");
 
 	if (op->cfg.controllers & CONFIG_CTRL_WORKLOAD) {
+		struct event_recorder_options eo = {.client = op->client, .metrics = op->metrics};
+		if ((rc = event_recorder_new(&op->events, &eo, e)) < 0)
+			return rc;
 		struct workload_deps *d = &op->workload_deps;
-		*d = (struct workload_deps){op->client, op->inf[INF_CR], op->inf[INF_DEPLOY], op->inf[INF_NS],
+		*d = (struct workload_deps){op->client, op->events, op->inf[INF_CR], op->inf[INF_DEPLOY], op->inf[INF_NS],
 					    op->inf[INF_QUOTA], NULL};
 		struct controller_options o = {"workload", op->cfg.workers, workload_reconcile, d, &op->cmetrics};
 		if ((rc = controller_new(&op->workload, &o, e)) < 0)
@@ -412,6 +417,7 @@ static void teardown(struct operator *op)
 	if (op->leader)
 		leader_stop(op->leader, true);
 	controller_free(op->workload);
+	event_recorder_free(op->events);
 	scheduler_free(op->scheduler);
 	billing_free(op->billing);
 	autoscaler_free(op->autoscaler);

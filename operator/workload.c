@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "kube_write.h"
 #include "log.h"
@@ -229,6 +230,15 @@ bool workload_deployment_drifted(const struct kcomputerequest *cr, const struct 
 
 /* ---- status ------------------------------------------------------------- */
 
+bool workload_deployment_unobserved(const struct kdeployment *d, int64_t now)
+{
+	/* Both clocks, ours and the apiserver's, must agree on "just now":
+	 * under skew the status is written at once, as it would be anyway. */
+	int64_t age = now - d->meta.created;
+	return d->observed_generation < d->meta.generation && age >= -WORKLOAD_UNOBSERVED_WINDOW_S &&
+	       age <= WORKLOAD_UNOBSERVED_WINDOW_S;
+}
+
 static const struct kcondition *find_condition(const struct kcondition *cs, size_t n, const char *type)
 {
 	for (size_t i = 0; i < n; i++)
@@ -357,13 +367,10 @@ static int write_doc(struct jsonb *b, int (*send)(struct kube_client *, const ch
 	return rc < 0 ? rc : send(c, path, doc, len, e);
 }
 
-static void event(struct workload_deps *d, const struct kcomputerequest *cr, enum kube_event_type type,
-		  const char *reason, const char *message)
+static void event(struct workload_deps *d, struct kcomputerequest *cr, enum kube_event_type type, const char *reason,
+		  const char *message)
 {
-	struct kerr e = {0};
-	if (kube_event(d->client, &cr->meta, type, reason, message, &e) < 0)
-		log_warn("workload", "cannot record an event", "object", cr->meta.key, "reason", reason, "error",
-			 e.message, NULL);
+	event_recorder_record(d->events, &cr->meta, type, reason, message);
 }
 
 struct reconcile_result workload_reconcile(void *arg, const char *key, struct kerr *e)
@@ -415,9 +422,19 @@ struct reconcile_result workload_reconcile(void *arg, const char *key, struct ke
 		log_info("workload", dep ? "deployment restored" : "deployment created", "object", key, "deployment",
 			 dep_name, "field", what, NULL);
 		event(d, cr, KUBE_EVENT_NORMAL, dep ? "DeploymentUpdated" : "DeploymentCreated", msg);
+		/* The new Deployment's watch event brings this key back with the
+		 * Deployment in the cache, and the status is written then: a
+		 * status written now would say only "creating" and be replaced
+		 * at once, and would hold up the next request's Deployment. */
+		if (!dep)
+			goto out;
 		jsonb_reset(b);
 	}
 
+	if (!p.reason[0] && dep && workload_deployment_unobserved((const struct kdeployment *)dep, time(NULL))) {
+		result = reconcile_after(WORKLOAD_UNOBSERVED_RECHECK_MS);
+		goto out;
+	}
 	char now[32];
 	kube_now_rfc3339(now, sizeof(now));
 	struct workload_status st;

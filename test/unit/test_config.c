@@ -69,7 +69,7 @@ static void defaults(void **state)
 	assert_false(c.leader_elect);
 	assert_string_equal(c.leader_election_namespace, "nimbus-system");
 	assert_string_equal(c.leader_election_id, "nimbus-operator-leader");
-	assert_int_equal(c.workers, 4);
+	assert_int_equal(c.workers, 16);
 	assert_int_equal(c.scheduler_workers, 64);
 	assert_int_equal(c.kube_api_qps, 200);
 	assert_int_equal(c.kube_api_burst, 400);
@@ -146,7 +146,7 @@ static void every_flag_both_forms(void **state)
 		{"--api-bind-address", "[::1]:18080"},
 		{"--leader-election-namespace", "ops"},
 		{"--leader-election-id", "nimbus-lock"},
-		{"--workers", "16"},
+		{"--workers", "12"},
 		{"--scheduler-workers", "8"},
 		{"--kube-api-qps", "1000"},
 		{"--kube-api-burst", "2000"},
@@ -191,7 +191,7 @@ static void every_flag_both_forms(void **state)
 		assert_true(c.leader_elect);
 		assert_string_equal(c.leader_election_namespace, "ops");
 		assert_string_equal(c.leader_election_id, "nimbus-lock");
-		assert_int_equal(c.workers, 16);
+		assert_int_equal(c.workers, 12);
 		assert_int_equal(c.scheduler_workers, 8);
 		assert_int_equal(c.kube_api_qps, 1000);
 		assert_int_equal(c.kube_api_burst, 2000);
@@ -270,7 +270,7 @@ static void help_stops_parsing(void **state)
 			      "--price-cpu-core-hour=PRICE", "--price-memory-gib-hour=PRICE", "--currency=CODE",
 			      "NIMBUS_PRICE_CPU_CORE_HOUR", "NIMBUS_CURRENCY",
 			      "--help", "DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD", "DB_SSLMODE",
-			      "JWT_SECRET", "KUBECONFIG", "default 127.0.0.1:9090", "(default 4)"};
+			      "JWT_SECRET", "KUBECONFIG", "default 127.0.0.1:9090", "(default 16)"};
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
 		if (!strstr(text, want[i]))
 			fail_msg("usage lacks '%s':\n%s", want[i], text);

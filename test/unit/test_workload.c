@@ -189,6 +189,30 @@ static void status_follows_the_deployment_and_keeps_transition_times(void **stat
 	kobj_unref(c);
 }
 
+static void waits_for_the_deployment_controller_only_just_after_creation(void **state)
+{
+	(void)state;
+	/* 2026-11-25T12:00:00Z */
+	const int64_t created = 1795608000;
+	struct kobj *fresh = decode(&kind_deployment,
+		"{\"kind\":\"Deployment\",\"metadata\":{\"name\":\"nimbus-web\",\"namespace\":\"nimbus-acme\","
+		"\"generation\":1,\"creationTimestamp\":\"2026-11-25T12:00:00Z\"},\"spec\":{\"replicas\":3}}");
+	struct kobj *seen = decode(&kind_deployment,
+		"{\"kind\":\"Deployment\",\"metadata\":{\"name\":\"nimbus-web\",\"namespace\":\"nimbus-acme\","
+		"\"generation\":1,\"creationTimestamp\":\"2026-11-25T12:00:00Z\"},\"spec\":{\"replicas\":3},"
+		"\"status\":{\"observedGeneration\":1}}");
+	const struct kdeployment *f = (const struct kdeployment *)fresh, *s = (const struct kdeployment *)seen;
+	assert_true(workload_deployment_unobserved(f, created));
+	assert_true(workload_deployment_unobserved(f, created + WORKLOAD_UNOBSERVED_WINDOW_S));
+	/* Its controller is late or down: the status is written after all. */
+	assert_false(workload_deployment_unobserved(f, created + WORKLOAD_UNOBSERVED_WINDOW_S + 1));
+	/* Our clock far behind the apiserver's: no waiting on a guess. */
+	assert_false(workload_deployment_unobserved(f, created - WORKLOAD_UNOBSERVED_WINDOW_S - 1));
+	assert_false(workload_deployment_unobserved(s, created));
+	kobj_unref(fresh);
+	kobj_unref(seen);
+}
+
 static void a_problem_degrades(void **state)
 {
 	(void)state;
@@ -220,6 +244,7 @@ int main(void)
 		cmocka_unit_test(builds_the_deployment),
 		cmocka_unit_test(detects_drift),
 		cmocka_unit_test(status_follows_the_deployment_and_keeps_transition_times),
+		cmocka_unit_test(waits_for_the_deployment_controller_only_just_after_creation),
 		cmocka_unit_test(a_problem_degrades),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
