@@ -38,6 +38,18 @@ int kube_apply(struct kube_client *c, const char *path, const char *doc, size_t 
 	return patch(c, path, "?fieldManager=" KUBE_FIELD_MANAGER "&force=true", KUBE_CONTENT_APPLY_PATCH, doc, len, e);
 }
 
+int kube_create(struct kube_client *c, const char *collection, const char *doc, size_t len, struct kerr *e)
+{
+	char url[1024];
+	int n = snprintf(url, sizeof(url), "%s?fieldManager=" KUBE_FIELD_MANAGER, collection);
+	if (n < 0 || (size_t)n >= sizeof(url))
+		return kerr_set(e, KERR_TOO_LARGE, "collection path too long: %s", collection);
+	struct kube_response r;
+	int rc = kube_client_request(c, "POST", url, KUBE_CONTENT_JSON, doc, len, &r, e);
+	kube_response_free(&r);
+	return rc;
+}
+
 int kube_patch_status(struct kube_client *c, const char *path, const char *doc, size_t len, struct kerr *e)
 {
 	char url[1024];

@@ -410,7 +410,19 @@ struct reconcile_result workload_reconcile(void *arg, const char *key, struct ke
 	if (!p.reason[0] && (!dep || workload_deployment_drifted(cr, (const struct kdeployment *)dep, &what))) {
 		workload_build_deployment(cr, b);
 		kube_object_path(path, sizeof(path), "/apis/apps/v1", "deployments", cr->meta.ns, dep_name);
-		if (write_doc(b, kube_apply, d->client, path, e) < 0) {
+		int rc = KERR_ALREADY_EXISTS;
+		if (!dep) {
+			/* It exists after all only when the cache lags behind; the
+			 * apply then makes it what it should be. */
+			char collection[512];
+			snprintf(collection, sizeof(collection), "/apis/apps/v1/namespaces/%s/deployments", cr->meta.ns);
+			rc = write_doc(b, kube_create, d->client, collection, e);
+			if (rc == KERR_ALREADY_EXISTS)
+				kerr_clear(e);
+		}
+		if (rc == KERR_ALREADY_EXISTS)
+			rc = write_doc(b, kube_apply, d->client, path, e);
+		if (rc < 0) {
 			if (e->code == KERR_FORBIDDEN || e->code == KERR_INVALID)
 				event(d, cr, KUBE_EVENT_WARNING, "DeploymentFailed", e->message);
 			result = reconcile_error();

@@ -9,17 +9,25 @@
  *     that lives outside its tenant's namespace nimbus-<tenantId>, whose
  *     tenant does not exist, or whose replicas × requests exceed the
  *     tenant's quota, saying in the message what to fix;
- *   - otherwise server-side applies the Deployment nimbus-<name> in the same
- *     namespace (owner reference to the ComputeRequest, so garbage
- *     collection deletes it with the request; requests = limits = the
- *     spec's cpu and memory; the tenant label; spec.podAnnotations; the
- *     spec's schedulerName, default nimbus-scheduler) when it is missing or
- *     differs from the cache in a field Nimbus owns, so an edit or deletion
- *     of the Deployment is undone at once;
+ *   - otherwise makes the Deployment nimbus-<name> in the same namespace
+ *     (owner reference to the ComputeRequest, so garbage collection
+ *     deletes it with the request; requests = limits = the spec's cpu and
+ *     memory; the tenant label; spec.podAnnotations; the spec's
+ *     schedulerName, default nimbus-scheduler): creates it when the cache
+ *     has none, server-side applies it when it differs from the cache in a
+ *     field Nimbus owns, so an edit or deletion of the Deployment is undone
+ *     at once;
  *   - writes status (observedGeneration, replicas, readyReplicas, selector,
  *     phase, conditions Ready/Progressing/Degraded) through the status
  *     subresource when it differs from the cached status, keeping each
- *     condition's lastTransitionTime while its status holds.
+ *     condition's lastTransitionTime while its status holds. The reconcile
+ *     that creates the Deployment writes no status: the new Deployment's
+ *     watch events bring the key back (see workload_deployment_unobserved).
+ *   - records Events (DeploymentCreated, DeploymentUpdated,
+ *     DeploymentFailed, the Degraded reason) through the event recorder, so
+ *     that they never hold up a reconcile.
+ * - The critical path of a new request is therefore one write: the
+ *   Deployment's create (hack/bench/reconcile measures it).
  * - Level-triggered and idempotent: a restart re-derives everything from
  *   the caches and writes only what differs.
  * - The pure functions below are what the reconciler decides, exposed for
