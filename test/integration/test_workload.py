@@ -89,11 +89,10 @@ def test_seed_demo_with_kubectl(operator, build_dir):
     wait_until(lambda: kubectl("get", "serviceaccount", "default", "-n", ns, check=False).returncode == 0, 60,
                interval=0.2, what="default ServiceAccount")
 
-    t0 = time.monotonic()
+    # How fast is hack/bench/reconcile's to measure, against a peer in the
+    # same run; a wall-clock bound here only fails when the machine is busy.
     kubectl("apply", "-f", "-", input=cr_doc("web-server", tid))
     dep = wait_until(lambda: deployment(ns, "nimbus-web-server"), 10, interval=0.05, what="the Deployment")
-    created_after = time.monotonic() - t0
-    assert created_after < 2.0, f"Deployment took {created_after:.2f}s"
     owner = dep["metadata"]["ownerReferences"][0]
     assert owner["kind"] == "ComputeRequest" and owner["controller"] is True
     tpl = dep["spec"]["template"]
