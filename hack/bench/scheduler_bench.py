@@ -731,7 +731,9 @@ def report(args, all_results, load_start):
         if not res:
             continue
         s = res["sat"]
-        extra = "".join(f"; @{r}/s {res[r].bound}/{res[r].expected} bound, {res[r].nodes_used} nodes, "
+        # The creator cannot keep a pace the machine cannot take: say the pace it kept.
+        extra = "".join(f"; @{r}/s {res[r].bound}/{res[r].expected} bound (arrived at "
+                        f"{res[r].expected / res[r].create_s:.1f}/s), {res[r].nodes_used} nodes, "
                         f"{res[r].cpu_s:.1f} CPU-s" for r, _ in p["rates"])
         print(f"{name}: saturating run created in {s.create_s:.1f}s, {s.bound}/{s.expected} bound, "
               f"{s.nodes_bare} nodes with bare pods, {s.overcommitted} nodes over-committed{extra}")

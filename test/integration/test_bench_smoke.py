@@ -42,8 +42,8 @@ def test_scheduler_benchmark_smoke(tmp_path):
         # Every pod of the three runs bound, none beyond a node's room.
         summary = re.search(rf"^{re.escape(peer)}: saturating run created in {NUMBER}s, (\d+)/(\d+) bound, "
                             rf"\d+ nodes with bare pods, (\d+) nodes over-committed; "
-                            rf"@20/s (\d+)/(\d+) bound, \d+ nodes, {NUMBER} CPU-s; "
-                            rf"@50/s (\d+)/(\d+) bound, \d+ nodes, {NUMBER} CPU-s$", out, re.M)
+                            rf"@20/s (\d+)/(\d+) bound \(arrived at {NUMBER}/s\), \d+ nodes, {NUMBER} CPU-s; "
+                            rf"@50/s (\d+)/(\d+) bound \(arrived at {NUMBER}/s\), \d+ nodes, {NUMBER} CPU-s$", out, re.M)
         assert summary, f"no summary line for {peer} in:\n{out}"
         sat_bound, sat_total, overcommitted, r20_bound, r20_total, r50_bound, r50_total = map(int, summary.groups())
         assert (sat_bound, sat_total) == (1000, 1000), summary.group(0)
