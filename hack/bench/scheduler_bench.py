@@ -552,19 +552,23 @@ def run(args, api, peer, workload, tag, total, deployments, replicas, rate):
     watch = Watch(args, api)
     creator = Creator(api, args.workers)
     requests = {}  # name or Deployment name -> (cpu, mem)
+    copies = {}    # the same -> how many pods it makes
+    # Names no other peer or run uses: a DELETE of an earlier run that the
+    # loaded apiserver serves late must not hit a pod of this one.
+    prefix = f"{peer.name}-{tag}"
     try:
         cpu0 = peer.cpu()
         t0 = time.monotonic()
         i = 0
         if rate is None:
             for d in range(deployments):
-                name = f"{tag}-d{d:02d}"
-                requests[name] = workload.req(i)
+                name = f"{prefix}-d{d:02d}"
+                requests[name], copies[name] = workload.req(i), replicas
                 creator.deployment(name, peer.scheduler, replicas, *requests[name])
                 i += 1
             for k in range(total - deployments * replicas):
-                name = f"{tag}-{k:05d}"
-                requests[name] = workload.req(i)
+                name = f"{prefix}-{k:05d}"
+                requests[name], copies[name] = workload.req(i), 1
                 creator.pod(name, peer.scheduler, *requests[name])
                 i += 1
         else:
@@ -576,19 +580,19 @@ def run(args, api, peer, workload, tag, total, deployments, replicas, rate):
                         break
                     time.sleep(d)
                 if k % 5 == 4:
-                    name = f"{tag}-d{k:05d}"
-                    requests[name] = workload.req(k)
+                    name = f"{prefix}-d{k:05d}"
+                    requests[name], copies[name] = workload.req(k), 1
                     creator.deployment(name, peer.scheduler, 1, *requests[name])
                 else:
-                    name = f"{tag}-{k:05d}"
-                    requests[name] = workload.req(k)
+                    name = f"{prefix}-{k:05d}"
+                    requests[name], copies[name] = workload.req(k), 1
                     creator.pod(name, peer.scheduler, *requests[name])
         creator.close()
         res.create_s = time.monotonic() - t0
         # The fewest nodes that can hold the run's pods (by cpu, memory and pod count).
         tot_cpu = tot_mem = 0
         for name, (cpu, mem) in requests.items():
-            k = (replicas if rate is None else 1) if "-d" in name else 1
+            k = copies[name]
             tot_cpu += k * CPU_MILLI[cpu]
             tot_mem += k * MEM_BYTES[mem]
         res.min_nodes = max(math.ceil(tot_cpu / args.node_cpu_milli), math.ceil(tot_mem / args.node_memory),
@@ -638,7 +642,7 @@ def warm_up(args, api, peer):
     watch = Watch(args, api)
     try:
         status, data = api.request("POST", f"/api/v1/namespaces/{NAMESPACE}/pods",
-                                   pod_manifest("warm-up", peer.scheduler, "100m", "128Mi"))
+                                   pod_manifest(f"{peer.name}-warm-up", peer.scheduler, "100m", "128Mi"))
         if status != 201:
             raise BenchError(f"creating the warm-up pod: HTTP {status}: {data[:300]!r}")
         if not watch.wait_bound(1, 60):

@@ -1,7 +1,7 @@
 """hack/bench/scheduler --preset smoke runs to the end, so the benchmark cannot rot.
 
-It brings up a cluster of its own on port base 18200 (100 kwok nodes) beside
-the tests' cluster, runs every peer (B0, kube-default, kube-binpack, nimbus)
+It brings up a cluster of its own on port base 18200 (100 kwok nodes; another
+with NIMBUS_BENCH_PORT_BASE) beside the tests' cluster, runs every peer (B0, kube-default, kube-binpack, nimbus)
 on 1,000 pods and the two paced runs, and prints the table. Asserted: every
 pod of every run got bound, no scheduler over-committed a node (B0 has no
 filter and may), and the table and the ratio lines carry figures. Not asserted: the figures themselves, which on a
@@ -20,7 +20,8 @@ LATENCY = rf"{NUMBER} (?:ms|s)"
 
 
 def test_scheduler_benchmark_smoke(tmp_path):
-    cmd = [os.path.join(ROOT, "hack/bench/scheduler"), "--preset", "smoke", "--port-base", "18200"]
+    cmd = [os.path.join(ROOT, "hack/bench/scheduler"), "--preset", "smoke",
+           "--port-base", os.environ.get("NIMBUS_BENCH_PORT_BASE", "18200")]
     if os.environ.get("NIMBUS_BUILD_DIR"):
         # hack/test has built b0-binder and nimbus-operator there already.
         cmd += ["--build-dir", os.environ["NIMBUS_BUILD_DIR"]]
