@@ -222,6 +222,15 @@ void sched_failures_add(struct sched_failures *f, unsigned reasons, const struct
 	f->taints[f->ntaints++].count = 1;
 }
 
+unsigned sched_failure_kinds(const struct sched_failures *f)
+{
+	unsigned kinds = 0;
+	for (int i = 0; i < SCHED_REASON_COUNT; i++)
+		if (f->count[i])
+			kinds |= 1u << i;
+	return kinds;
+}
+
 struct item {
 	size_t count;
 	const char *prefix; /* reason text, or the taint prefix */

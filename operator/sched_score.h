@@ -145,6 +145,10 @@ struct sched_failures {
 void sched_failures_add(struct sched_failures *f, unsigned reasons, const struct ktaint *taint);
 /* The message for f into buf (always NUL-terminated, cut to fit). */
 void sched_failure_message(const struct sched_failures *f, char *buf, size_t cap);
+/* Which reasons f holds, one bit per enum sched_reason (0 with no nodes at
+ * all): two failures with the same kinds differ only in their counts, which
+ * change on every retry while nodes come and go. */
+unsigned sched_failure_kinds(const struct sched_failures *f);
 
 /* ---- choice ---------------------------------------------------------------- */
 

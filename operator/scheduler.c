@@ -41,6 +41,8 @@ struct track {
 	char *node;                 /* assumed node (owned), when assumed */
 	struct kresources requests; /* the pod's requests, when assumed */
 	char *last_failure;         /* the last FailedScheduling message sent; NULL: none */
+	unsigned last_failure_kinds; /* its sched_failure_kinds() */
+	int64_t last_failure_ms;    /* when it was sent (mono_ms) */
 };
 
 /* What the pods bound or assumed to one node request; kept up to date by
@@ -525,26 +527,38 @@ static void record_placement(struct scheduler *s, const struct kpod *p, const ch
 
 /* ---- the reconciler ---------------------------------------------------------------- */
 
-/* A pod that fits nowhere: park it, and tell the user when the reason changed. mu held on entry, released. */
+/* A failure whose kinds of reasons are unchanged is told again at most this
+ * often: while nodes flap, the counts in the message change on every retry,
+ * and an Event each time would flood the apiserver with writes. */
+#define FAILURE_REPEAT_MS 60000
+
+/* A pod that fits nowhere: park it, and tell the user when the reasons
+ * changed (or only their counts, but not for FAILURE_REPEAT_MS). mu held on
+ * entry, released. */
 static struct reconcile_result unschedulable(struct scheduler *s, struct track *t, const struct kpod *p,
 					     const struct sched_failures *f)
 {
 	char msg[1024];
 	sched_failure_message(f, msg, sizeof(msg));
-	bool changed = !t->last_failure || strcmp(t->last_failure, msg) != 0;
+	unsigned kinds = sched_failure_kinds(f);
+	int64_t now = mono_ms();
+	bool tell = !t->last_failure || kinds != t->last_failure_kinds ||
+		    (strcmp(t->last_failure, msg) != 0 && now - t->last_failure_ms >= FAILURE_REPEAT_MS);
 	set_parked(s, t, true);
-	if (changed) {
+	if (tell) {
 		free(t->last_failure);
 		t->last_failure = strdup(msg); /* on failure the next attempt just says it again */
+		t->last_failure_kinds = kinds;
+		t->last_failure_ms = now;
 	}
 	pthread_mutex_unlock(&s->mu);
 	attempt(s, "unschedulable");
-	if (changed) {
+	if (tell) {
 		log_info(LOGGER, "pod unschedulable; parked until a node or pod change could make room", "pod",
 			 p->meta.key, "reason", msg, NULL);
 		event(s, p, KUBE_EVENT_WARNING, "FailedScheduling", msg);
 	} else {
-		log_debug(LOGGER, "pod still unschedulable", "pod", p->meta.key, NULL);
+		log_debug(LOGGER, "pod still unschedulable", "pod", p->meta.key, "reason", msg, NULL);
 	}
 	return reconcile_done();
 }

@@ -539,6 +539,23 @@ static void many_distinct_taints_are_counted_together(void **state)
 				    "untolerated taint {k0: v}, "));
 }
 
+static void failure_kinds_ignore_counts(void **state)
+{
+	(void)state;
+	struct sched_failures none = {0}, a = {0}, b = {0}, c = {0};
+	assert_int_equal(sched_failure_kinds(&none), 0);
+	sched_failures_add(&a, 1u << SCHED_INSUFFICIENT_CPU, NULL);
+	sched_failures_add(&a, 1u << SCHED_NOT_READY, NULL);
+	for (int i = 0; i < 5; i++)
+		sched_failures_add(&b, 1u << SCHED_INSUFFICIENT_CPU, NULL);
+	sched_failures_add(&b, 1u << SCHED_NOT_READY, NULL);
+	sched_failures_add(&c, 1u << SCHED_INSUFFICIENT_CPU, NULL);
+	/* Other counts, same reasons: one kind; a reason gone: another. */
+	assert_int_equal(sched_failure_kinds(&a), sched_failure_kinds(&b));
+	assert_int_equal(sched_failure_kinds(&a), (1u << SCHED_INSUFFICIENT_CPU) | (1u << SCHED_NOT_READY));
+	assert_int_not_equal(sched_failure_kinds(&a), sched_failure_kinds(&c));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -559,6 +576,7 @@ int main(void)
 		cmocka_unit_test(failure_message_like_kube_scheduler),
 		cmocka_unit_test(failure_message_orders_and_groups),
 		cmocka_unit_test(many_distinct_taints_are_counted_together),
+		cmocka_unit_test(failure_kinds_ignore_counts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
