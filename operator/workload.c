@@ -411,14 +411,17 @@ struct reconcile_result workload_reconcile(void *arg, const char *key, struct ke
 		workload_build_deployment(cr, b);
 		kube_object_path(path, sizeof(path), "/apis/apps/v1", "deployments", cr->meta.ns, dep_name);
 		int rc = KERR_ALREADY_EXISTS;
+		bool created = false;
 		if (!dep) {
 			/* It exists after all only when the cache lags behind; the
-			 * apply then makes it what it should be. */
+			 * apply then makes it what it should be, and the reconcile
+			 * that created it has said so already. */
 			char collection[512];
 			snprintf(collection, sizeof(collection), "/apis/apps/v1/namespaces/%s/deployments", cr->meta.ns);
 			rc = write_doc(b, kube_create, d->client, collection, e);
 			if (rc == KERR_ALREADY_EXISTS)
 				kerr_clear(e);
+			created = rc == 0;
 		}
 		if (rc == KERR_ALREADY_EXISTS)
 			rc = write_doc(b, kube_apply, d->client, path, e);
@@ -428,12 +431,21 @@ struct reconcile_result workload_reconcile(void *arg, const char *key, struct ke
 			result = reconcile_error();
 			goto out;
 		}
-		char msg[400];
-		snprintf(msg, sizeof(msg), dep ? "Deployment %s restored (%s differed)" : "Deployment %s created", dep_name,
-			 what);
-		log_info("workload", dep ? "deployment restored" : "deployment created", "object", key, "deployment",
-			 dep_name, "field", what, NULL);
-		event(d, cr, KUBE_EVENT_NORMAL, dep ? "DeploymentUpdated" : "DeploymentCreated", msg);
+		if (created) {
+			char msg[400];
+			snprintf(msg, sizeof(msg), "Deployment %s created", dep_name);
+			log_info("workload", "deployment created", "object", key, "deployment", dep_name, NULL);
+			event(d, cr, KUBE_EVENT_NORMAL, "DeploymentCreated", msg);
+		} else if (dep) {
+			char msg[400];
+			snprintf(msg, sizeof(msg), "Deployment %s updated (%s differed from the request)", dep_name, what);
+			log_info("workload", "deployment updated", "object", key, "deployment", dep_name, "field", what,
+				 NULL);
+			event(d, cr, KUBE_EVENT_NORMAL, "DeploymentUpdated", msg);
+		} else {
+			log_debug("workload", "deployment existed before the cache showed it; applied", "object", key,
+				  "deployment", dep_name, NULL);
+		}
 		/* The new Deployment's watch event brings this key back with the
 		 * Deployment in the cache, and the status is written then: a
 		 * status written now would say only "creating" and be replaced

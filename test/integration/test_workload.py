@@ -211,6 +211,6 @@ def test_restart_creates_nothing_twice_and_misses_nothing(operator, tenant):
     a = wait_until(lambda: deployment(ns, "nimbus-a"), 10, what="Deployment a, deleted while the operator was down")
     assert a["metadata"]["uid"] != first["metadata"]["uid"]
     time.sleep(2)
-    created = [ln for ln in op2.lines() if ln.get("msg") in ("deployment created", "deployment restored")]
+    created = [ln for ln in op2.lines() if ln.get("msg") in ("deployment created", "deployment updated")]
     assert len(created) == 2, created
     assert all(ln["level"] in ("info", "debug") for ln in op2.lines()), [ln for ln in op2.lines() if ln["level"] != "info"]
