@@ -9,14 +9,16 @@
 #include <time.h>
 #include <uthash.h>
 
+#include "jsonb.h"
 #include "kinds.h"
 #include "log.h"
 
 #define LOGGER "billing"
 #define METRICS_PATH "/apis/metrics.k8s.io/v1beta1/pods"
 /* Rows per transaction when flushing: large enough that a backlog drains
- * fast, small enough that one transaction stays well under a second. */
-#define FLUSH_BATCH 256
+ * fast and a pass over 10,000 pods takes two transactions, small enough
+ * that one transaction stays well under a second. */
+#define FLUSH_BATCH 5000
 /* Deletion records are kept for pods of tenant namespaces only, and only
  * until the next sample takes them; these bound what a burst leaves. */
 #define DELETIONS_MAX 100000
@@ -77,6 +79,7 @@ struct billing {
 	bool warned_half;
 	uint64_t dropped_cycle;  /* rows dropped in the current cycle */
 	uint64_t dropped_total;
+	uint64_t emitted;        /* rows computed since start */
 	int64_t purged_ms;       /* CLOCK_MONOTONIC of the last purge; 0: none yet */
 	struct failure sample_failure; /* the metrics GET */
 	struct failure db_failure;     /* connecting, loading or writing */
@@ -94,7 +97,7 @@ struct billing {
 	atomic_int cancel;       /* ends an in-flight metrics request */
 
 	/* NULL without a registry. */
-	struct metrics_family *m_samples, *m_duration, *m_rows, *m_buffer, *m_dropped;
+	struct metrics_family *m_samples, *m_duration, *m_phase, *m_rows, *m_buffer, *m_dropped;
 };
 
 static int64_t wall_ms(void)
@@ -263,6 +266,8 @@ static void emit(struct billing *b, struct pod_state *st, const struct billing_p
 	}
 	if (ring_push(b, &row) < 0)
 		log_error(LOGGER, "out of memory buffering a usage row; that usage is lost", "pod_uid", st->uid, NULL);
+	else
+		b->emitted++;
 }
 
 /* ---- sampling ------------------------------------------------------------------------ */
@@ -508,15 +513,21 @@ static void failure_over(struct failure *f, const char *msg)
 	}
 }
 
-/* Write the buffer, oldest first, until it is empty or the database fails. */
-static void flush(struct billing *b)
+/* Write the buffer, oldest first, until it is empty or the database fails;
+ * returns the rows the database took. */
+static size_t flush(struct billing *b)
 {
+	size_t written = 0;
+	struct billing_row *batch = NULL;
 	while (b->len > 0 && b->loaded) {
-		struct billing_row batch[FLUSH_BATCH];
 		size_t n = b->len < FLUSH_BATCH ? b->len : FLUSH_BATCH, inserted = 0;
+		struct kerr e = {0};
+		if (!batch && !(batch = malloc(FLUSH_BATCH * sizeof(*batch)))) {
+			log_error(LOGGER, "out of memory writing usage rows; they stay buffered", NULL);
+			break;
+		}
 		for (size_t i = 0; i < n; i++)
 			batch[i] = b->ring[(b->head + i) % b->ring_cap].row;
-		struct kerr e = {0};
 		if (billing_write_rows(b->db, batch, n, &inserted, &e) < 0) {
 			char rows[24];
 			snprintf(rows, sizeof(rows), "%zu", b->len);
@@ -528,11 +539,14 @@ static void flush(struct billing *b)
 			break;
 		}
 		ring_pop(b, n);
+		written += inserted;
 		if (b->m_rows)
 			metrics_counter_add(b->m_rows, (double)inserted, NULL, 0);
 		failure_over(&b->db_failure, "usage rows written again: the database answers");
 	}
+	free(batch);
 	set_buffer_gauge(b);
+	return written;
 }
 
 /* Forget the states of pods closed more than a week ago, hourly. */
@@ -582,9 +596,42 @@ static void count_sample(struct billing *b, const char *result)
 		metrics_counter_inc(b->m_samples, METRICS_LABELS(result));
 }
 
+static int64_t clock_ns(clockid_t id)
+{
+	struct timespec ts;
+	clock_gettime(id, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void observe_phase(struct billing *b, const char *phase, int64_t ns)
+{
+	if (b->m_phase)
+		metrics_histogram_observe(b->m_phase, (double)ns / 1e9, METRICS_LABELS(phase));
+}
+
+/* The line a pass leaves: what it did and what it cost, for people and
+ * for hack/bench/billing. CPU is this thread's: parsing, attribution and
+ * libpq, not the database server's. */
+static void log_pass(size_t pods, size_t rows, size_t written, size_t buffered, const int64_t phase_ns[3],
+		     int64_t total_ns, int64_t cpu_ns)
+{
+	char v[8][32];
+	snprintf(v[0], sizeof(v[0]), "%zu", pods);
+	snprintf(v[1], sizeof(v[1]), "%zu", rows);
+	snprintf(v[2], sizeof(v[2]), "%zu", written);
+	snprintf(v[3], sizeof(v[3]), "%zu", buffered);
+	for (int i = 0; i < 3; i++)
+		snprintf(v[4 + i], sizeof(v[4 + i]), "%.3f", (double)phase_ns[i] / 1e6);
+	snprintf(v[7], sizeof(v[7]), "%.3f", (double)total_ns / 1e6);
+	char cpu[32];
+	snprintf(cpu, sizeof(cpu), "%.3f", (double)cpu_ns / 1e6);
+	log_info(LOGGER, "billing pass", "pods", v[0], "rows", v[1], "rows_written", v[2], "rows_buffered", v[3],
+		 "fetch_ms", v[4], "attribute_ms", v[5], "write_ms", v[6], "duration_ms", v[7], "cpu_ms", cpu, NULL);
+}
+
 static void cycle(struct billing *b)
 {
-	int64_t t0 = mono_ms();
+	int64_t t0 = clock_ns(CLOCK_MONOTONIC), cpu0 = clock_ns(CLOCK_THREAD_CPUTIME_ID);
 	struct kerr e = {0};
 
 	if (!b->loaded) {
@@ -601,6 +648,7 @@ static void cycle(struct billing *b)
 	}
 	struct billing_pod_sample *samples = NULL;
 	size_t n = 0;
+	int64_t t_fetch = clock_ns(CLOCK_MONOTONIC);
 	if (fetch(b, &samples, &n, &e) < 0) {
 		if (e.code != KERR_CLOSED) {
 			if (failure_due(&b->sample_failure))
@@ -613,7 +661,9 @@ static void cycle(struct billing *b)
 		return;
 	}
 	failure_over(&b->sample_failure, "pod metrics readable again");
+	int64_t t_attr = clock_ns(CLOCK_MONOTONIC);
 	int64_t now = wall_ms();
+	uint64_t emitted = b->emitted;
 	b->cycle++;
 	for (size_t i = 0; i < n; i++)
 		sample_pod(b, &samples[i]);
@@ -622,10 +672,18 @@ static void cycle(struct billing *b)
 	purge_deletions(b, now);
 	buffer_checks(b);
 	count_sample(b, "ok");
-	flush(b);
+	int64_t t_write = clock_ns(CLOCK_MONOTONIC);
+	size_t written = flush(b);
 	purge_closed(b);
+	int64_t t_end = clock_ns(CLOCK_MONOTONIC);
+	int64_t phase_ns[3] = {t_attr - t_fetch, t_write - t_attr, t_end - t_write};
+	observe_phase(b, "fetch", phase_ns[0]);
+	observe_phase(b, "attribute", phase_ns[1]);
+	observe_phase(b, "write", phase_ns[2]);
 	if (b->m_duration)
-		metrics_histogram_observe(b->m_duration, (double)(mono_ms() - t0) / 1000.0, NULL, 0);
+		metrics_histogram_observe(b->m_duration, (double)(t_end - t0) / 1e9, NULL, 0);
+	log_pass(n, (size_t)(b->emitted - emitted), written, b->len, phase_ns, t_end - t0,
+		 clock_ns(CLOCK_THREAD_CPUTIME_ID) - cpu0);
 }
 
 static void *billing_main(void *arg)
@@ -659,7 +717,11 @@ static void *billing_main(void *arg)
 
 static int register_metrics(struct billing *b, struct kerr *e)
 {
-	static const char *const result[] = {"result"};
+	static const char *const result[] = {"result"}, *const phase[] = {"phase"};
+	/* A pass should take well under a tenth of the period (30 s by
+	 * default); the top buckets show one that does not. */
+	static const double pass_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+	enum { PASS_BUCKETS = sizeof(pass_buckets) / sizeof(pass_buckets[0]) };
 	struct metrics_registry *r = b->o.metrics;
 	int rc = metrics_counter_new(r, "nimbus_billing_samples_total",
 				     "Billing samples of metrics.k8s.io by result (ok, error, waiting_for_database).",
@@ -667,7 +729,12 @@ static int register_metrics(struct billing *b, struct kerr *e)
 	if (rc == 0)
 		rc = metrics_histogram_new(r, "nimbus_billing_sample_duration_seconds",
 					   "Time of one billing sample: metrics GET, integration and database write.",
-					   NULL, 0, NULL, 0, &b->m_duration, e);
+					   NULL, 0, pass_buckets, PASS_BUCKETS, &b->m_duration, e);
+	if (rc == 0)
+		rc = metrics_histogram_new(r, "nimbus_billing_sample_phase_duration_seconds",
+					   "Time of each phase of a billing sample: fetch (metrics GET and parse), "
+					   "attribute (tenants and integration), write (database).",
+					   phase, 1, pass_buckets, PASS_BUCKETS, &b->m_phase, e);
 	if (rc == 0)
 		rc = metrics_counter_new(r, "nimbus_billing_rows_written_total",
 					 "Usage rows committed to the database (rewrites of existing rows not counted).",
@@ -788,59 +855,104 @@ void billing_free(struct billing *b)
 
 /* ---- the database --------------------------------------------------------------------- */
 
-static int write_row(struct db *db, const struct billing_row *r, size_t *inserted, struct kerr *e)
+static int check_row(const struct billing_row *r, struct kerr *e)
 {
-	char start[BILLING_TIME_MAX], end[BILLING_TIME_MAX], cpu[BILLING_DEC_MAX], mem[BILLING_DEC_MAX];
-	char cpu_nano[24], mem_bytes[24];
-	int rc;
-
 	if (!r->tenant[0] || !r->pod_uid[0] || r->end_ms < r->start_ms || r->end_cpu_nano < 0 || r->end_mem_bytes < 0)
 		return kerr_set(e, KERR_INVAL, "usage row for pod %.64s is invalid (empty tenant or uid, or it ends "
 					       "before it starts)",
 				r->pod_uid);
+	return 0;
+}
+
+/* Append r to the JSON array of a chunk. */
+static int chunk_add(struct jsonb *j, const struct billing_row *r, struct kerr *e)
+{
+	char start[BILLING_TIME_MAX], end[BILLING_TIME_MAX], cpu[BILLING_DEC_MAX], mem[BILLING_DEC_MAX];
 	if (billing_format_time(r->start_ms, start, sizeof(start)) < 0 ||
 	    billing_format_time(r->end_ms, end, sizeof(end)) < 0 ||
 	    billing_dec_format(r->usage.cpu_milli_seconds, cpu, sizeof(cpu)) < 0 ||
 	    billing_dec_format(r->usage.memory_byte_seconds, mem, sizeof(mem)) < 0)
 		return kerr_set(e, KERR_INVAL, "usage row for pod %.64s does not format", r->pod_uid);
-	snprintf(cpu_nano, sizeof(cpu_nano), "%lld", (long long)r->end_cpu_nano);
-	snprintf(mem_bytes, sizeof(mem_bytes), "%lld", (long long)r->end_mem_bytes);
-	if (r->end_ms > r->start_ms) {
-		/* Only a row that starts at or after the pod's committed last
-		 * sample, i.e. overlaps no committed row; the state row is locked
-		 * so that two writers cannot both pass the check. */
-		const char *v[] = {r->tenant, r->pod_uid, start, end, cpu, mem};
-		PGresult *res = NULL;
-		rc = db_exec_params(db,
-				    "WITH prior AS (SELECT last_sample FROM billing_pod_state WHERE pod_uid = $2 "
-				    "FOR UPDATE) "
-				    "INSERT INTO billing_usage (tenant_id, pod_uid, window_start, window_end, "
-				    "cpu_milli_seconds, memory_byte_seconds) "
-				    "SELECT $1, $2, $3::timestamptz, $4::timestamptz, $5::numeric, $6::numeric "
-				    "WHERE NOT EXISTS (SELECT 1 FROM prior WHERE last_sample > $3::timestamptz) "
-				    "ON CONFLICT DO NOTHING",
-				    6, v, &res, e);
-		if (rc < 0)
-			return rc;
-		*inserted += strcmp(PQcmdTuples(res), "1") == 0;
-		PQclear(res);
-	}
-	/* The state follows only a row that continues it, and only forwards
-	 * (or to closed at the same time). */
-	const char *v[] = {r->pod_uid, r->tenant, r->namespace, r->pod_name, end, cpu_nano, mem_bytes,
-			   r->closed ? "true" : "false", start};
-	return db_exec_params(db,
-			      "INSERT INTO billing_pod_state (pod_uid, tenant_id, namespace, pod_name, last_sample, "
-			      "cpu_nano, memory_bytes, closed) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) "
-			      "ON CONFLICT (pod_uid) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, "
-			      "namespace = EXCLUDED.namespace, pod_name = EXCLUDED.pod_name, "
-			      "last_sample = EXCLUDED.last_sample, cpu_nano = EXCLUDED.cpu_nano, "
-			      "memory_bytes = EXCLUDED.memory_bytes, closed = EXCLUDED.closed, updated_at = now() "
-			      "WHERE billing_pod_state.last_sample <= $9::timestamptz AND "
-			      "(billing_pod_state.last_sample < EXCLUDED.last_sample OR "
-			      "(EXCLUDED.closed AND NOT billing_pod_state.closed))",
-			      9, v, NULL, e);
+	jsonb_obj(j);
+	jsonb_kstr(j, "tenant_id", r->tenant);
+	jsonb_kstr(j, "pod_uid", r->pod_uid);
+	jsonb_kstr(j, "namespace", r->namespace);
+	jsonb_kstr(j, "pod_name", r->pod_name);
+	jsonb_kstr(j, "window_start", start);
+	jsonb_kstr(j, "window_end", end);
+	/* Exact decimals travel as strings: a JSON number would be read as
+	 * numeric too, but nothing on the way may turn it into a double. */
+	jsonb_kstr(j, "cpu", cpu);
+	jsonb_kstr(j, "mem", mem);
+	jsonb_key(j, "cpu_nano");
+	jsonb_int(j, r->end_cpu_nano);
+	jsonb_key(j, "memory_bytes");
+	jsonb_int(j, r->end_mem_bytes);
+	jsonb_key(j, "closed");
+	jsonb_bool(j, r->closed);
+	jsonb_obj_end(j);
+	return 0;
 }
+
+/*
+ * Write one chunk (a JSON array of rows of distinct pods) in one
+ * statement, with the rules of billing_write_rows: a usage row only if it
+ * starts at or after its pod's committed last sample (the state rows are
+ * locked, so that two writers cannot both pass the check); the state
+ * follows only a row that continues it, and only forwards (or to closed at
+ * the same time). Distinct pods, because ON CONFLICT DO UPDATE may touch a
+ * row once per statement; every CTE sees the states as they were before
+ * the statement, as the checks want.
+ */
+static int write_chunk(struct db *db, struct jsonb *j, size_t *inserted, struct kerr *e)
+{
+	jsonb_arr_end(j);
+	const char *json;
+	size_t len;
+	if (jsonb_result(j, &json, &len, e) < 0)
+		return kerr_set(e, KERR_NOMEM, "cannot encode usage rows: %s", e->message);
+	const char *v[] = {json};
+	PGresult *res = NULL;
+	int rc = db_exec_params(
+		db,
+		"WITH batch AS (SELECT * FROM json_to_recordset($1::json) AS r(tenant_id text, pod_uid text, "
+		"namespace text, pod_name text, window_start timestamptz, window_end timestamptz, cpu numeric, "
+		"mem numeric, cpu_nano bigint, memory_bytes bigint, closed boolean)), "
+		"prior AS (SELECT s.pod_uid, s.last_sample FROM billing_pod_state s JOIN batch b "
+		"ON s.pod_uid = b.pod_uid FOR UPDATE OF s), "
+		"usage AS (INSERT INTO billing_usage (tenant_id, pod_uid, window_start, window_end, "
+		"cpu_milli_seconds, memory_byte_seconds) "
+		"SELECT b.tenant_id, b.pod_uid, b.window_start, b.window_end, b.cpu, b.mem FROM batch b "
+		"WHERE b.window_end > b.window_start AND NOT EXISTS (SELECT 1 FROM prior p "
+		"WHERE p.pod_uid = b.pod_uid AND p.last_sample > b.window_start) "
+		"ON CONFLICT DO NOTHING RETURNING 1), "
+		"state AS (INSERT INTO billing_pod_state AS s (pod_uid, tenant_id, namespace, pod_name, last_sample, "
+		"cpu_nano, memory_bytes, closed) "
+		"SELECT b.pod_uid, b.tenant_id, b.namespace, b.pod_name, b.window_end, b.cpu_nano, b.memory_bytes, "
+		"b.closed FROM batch b LEFT JOIN prior p ON p.pod_uid = b.pod_uid "
+		"WHERE p.last_sample IS NULL OR p.last_sample <= b.window_start "
+		"ON CONFLICT (pod_uid) DO UPDATE SET tenant_id = EXCLUDED.tenant_id, "
+		"namespace = EXCLUDED.namespace, pod_name = EXCLUDED.pod_name, "
+		"last_sample = EXCLUDED.last_sample, cpu_nano = EXCLUDED.cpu_nano, "
+		"memory_bytes = EXCLUDED.memory_bytes, closed = EXCLUDED.closed, updated_at = now() "
+		"WHERE s.last_sample <= (SELECT b.window_start FROM batch b WHERE b.pod_uid = EXCLUDED.pod_uid) "
+		"AND (s.last_sample < EXCLUDED.last_sample OR (EXCLUDED.closed AND NOT s.closed)) RETURNING 1) "
+		"SELECT (SELECT count(*) FROM usage), (SELECT count(*) FROM state)",
+		1, v, &res, e);
+	jsonb_reset(j);
+	jsonb_arr(j);
+	if (rc < 0)
+		return rc;
+	*inserted += (size_t)strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	return 0;
+}
+
+/* A pod already in the current chunk. */
+struct chunk_pod {
+	UT_hash_handle hh;
+	const char *uid;
+};
 
 int billing_write_rows(struct db *db, const struct billing_row *rows, size_t n, size_t *inserted, struct kerr *e)
 {
@@ -851,10 +963,41 @@ int billing_write_rows(struct db *db, const struct billing_row *rows, size_t n, 
 		*inserted = 0;
 	if (n == 0)
 		return 0;
-	if ((rc = db_exec_params(db, "BEGIN", 0, NULL, NULL, e)) < 0)
-		return rc;
-	for (size_t i = 0; i < n && rc == 0; i++)
-		rc = write_row(db, &rows[i], &ins, e);
+	for (size_t i = 0; i < n; i++)
+		if ((rc = check_row(&rows[i], e)) < 0)
+			return rc;
+	struct chunk_pod *pods = calloc(n, sizeof(*pods)), *set = NULL;
+	struct jsonb *j = jsonb_new();
+	if (!pods || !j) {
+		free(pods);
+		jsonb_free(j);
+		return kerr_set(e, KERR_NOMEM, "out of memory writing %zu usage rows", n);
+	}
+	jsonb_arr(j);
+	rc = db_exec_params(db, "BEGIN", 0, NULL, NULL, e);
+	/* Rows go in order; a pod's second row starts a new chunk, so each
+	 * statement sees the state its predecessor left. */
+	size_t in_chunk = 0;
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		const char *uid = rows[i].pod_uid;
+		struct chunk_pod *p;
+		HASH_FIND_STR(set, uid, p);
+		if (p) {
+			HASH_CLEAR(hh, set);
+			rc = write_chunk(db, j, &ins, e);
+			in_chunk = 0;
+		}
+		if (rc == 0 && (rc = chunk_add(j, &rows[i], e)) == 0) {
+			pods[i].uid = uid;
+			HASH_ADD_KEYPTR(hh, set, uid, strlen(uid), &pods[i]);
+			in_chunk++;
+		}
+	}
+	if (rc == 0 && in_chunk > 0)
+		rc = write_chunk(db, j, &ins, e);
+	HASH_CLEAR(hh, set);
+	free(pods);
+	jsonb_free(j);
 	if (rc == 0)
 		rc = db_exec_params(db, "COMMIT", 0, NULL, NULL, e);
 	if (rc < 0) {

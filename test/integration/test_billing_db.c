@@ -203,6 +203,50 @@ static void a_batch_is_all_or_nothing(void **state)
 	assert_int_equal(put(d, rows, 1), 1);
 }
 
+/* A batch as a pass writes it: many pods, one statement per run of
+ * distinct pods. A pod's second row in the same batch is written after its
+ * first, and a refused row leaves the other pods' rows alone. */
+static void a_batch_of_many_pods_keeps_each_pods_order(void **state)
+{
+	struct db *d = *state;
+	struct billing_row stale = row("a", "uid-9", JAN + 60000, JAN + 70000, 1, 1, false);
+	assert_int_equal(put(d, &stale, 1), 1);
+	enum { PODS = 300 };
+	static char uids[PODS][16];
+	struct billing_row rows[2 * PODS + 1];
+	size_t n = 0;
+	for (int i = 0; i < PODS; i++) {
+		snprintf(uids[i], sizeof(uids[i]), "pod-%03d", i);
+		rows[n++] = row(i % 2 ? "a" : "b", uids[i], JAN, JAN + 10000, 250000000, 64 * MIB, false);
+	}
+	/* uid-9 is already past this window: refused in the middle. */
+	rows[n++] = row("a", "uid-9", JAN, JAN + 10000, 1, 1, false);
+	for (int i = 0; i < PODS; i++)
+		rows[n++] = row(i % 2 ? "a" : "b", uids[i], JAN + 10000, JAN + 20000, 250000000, 64 * MIB, i == 7);
+	assert_int_equal(put(d, rows, n), 2 * PODS);
+	assert_int_equal(scalar(d, "rows"), 2 * PODS + 1);
+	/* Open: 299 pods (pod-007 closed) and uid-9. */
+	assert_int_equal(scalar(d, "states"), PODS);
+	/* The same batch again changes nothing. */
+	assert_int_equal(put(d, rows, n), 0);
+	assert_int_equal(scalar(d, "rows"), 2 * PODS + 1);
+	PGresult *r;
+	struct kerr e = {0};
+	must(db_exec_params(d,
+			    "SELECT count(*) FROM billing_pod_state WHERE pod_uid LIKE 'pod-%' "
+			    "AND last_sample = '2025-01-01T00:00:20Z'",
+			    0, NULL, &r, &e),
+	     &e);
+	assert_string_equal(PQgetvalue(r, 0, 0), "300");
+	PQclear(r);
+	must(db_exec_params(d, "SELECT sum(cpu_milli_seconds)::text FROM billing_usage WHERE pod_uid LIKE 'pod-%'", 0,
+			    NULL, &r, &e),
+	     &e);
+	/* 300 pods x 20 s x 250 milli-cores, exactly. */
+	assert_string_equal(PQgetvalue(r, 0, 0), "1500000.000000");
+	PQclear(r);
+}
+
 static void usage_per_tenant(void **state)
 {
 	struct db *d = *state;
@@ -373,6 +417,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(writes_are_idempotent, setup, teardown),
 		cmocka_unit_test_setup_teardown(overlapping_rows_are_refused, setup, teardown),
 		cmocka_unit_test_setup_teardown(a_batch_is_all_or_nothing, setup, teardown),
+		cmocka_unit_test_setup_teardown(a_batch_of_many_pods_keeps_each_pods_order, setup, teardown),
 		cmocka_unit_test_setup_teardown(usage_per_tenant, setup, teardown),
 		cmocka_unit_test_setup_teardown(invoice_of_a_closed_period_is_frozen, setup, teardown),
 		cmocka_unit_test_setup_teardown(invoice_of_an_open_period_is_computed, setup, teardown),
