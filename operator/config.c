@@ -11,7 +11,11 @@
 
 #define CONFIG_MAX_WORKERS 1024
 #define CONFIG_MAX_DURATION_MS (24LL * 3600 * 1000)
-#define CONFIG_DEFAULT_PERIOD_MS (30LL * 1000)
+/* Billing samples every 30 s, as the seed's billing loop did; the
+ * autoscaler every 15 s, as the HPA (kube-controller-manager's
+ * --horizontal-pod-autoscaler-sync-period). */
+#define CONFIG_DEFAULT_BILLING_PERIOD_MS (30LL * 1000)
+#define CONFIG_DEFAULT_AUTOSCALER_PERIOD_MS (15LL * 1000)
 /* Prices in millionths: 0.05 per core-hour, 0.01 per GiB-hour. */
 #define CONFIG_DEFAULT_PRICE_CPU_MICRO 50000
 #define CONFIG_DEFAULT_PRICE_MEMORY_MICRO 10000
@@ -89,7 +93,7 @@ static const struct config_flag config_flags[] = {
 	{"billing-period", CK_DURATION, CF(billing_period_ms), "DURATION",
 	 "how often billing samples usage, e.g. 30s or 1m (default 30s)"},
 	{"autoscaler-period", CK_DURATION, CF(autoscaler_period_ms), "DURATION",
-	 "how often the autoscaler samples usage, e.g. 15s (default 30s)"},
+	 "how often the autoscaler samples usage, e.g. 30s (default 15s, as the HPA)"},
 	{"autoscaler-downscale-stabilization", CK_DURATION, CF(autoscaler_downscale_stabilization_ms), "DURATION",
 	 "the autoscaler scales down to the highest recommendation of this window, as the HPA (default 5m)"},
 	{"price-cpu-core-hour", CK_PRICE, CF(price_cpu_core_hour_micro), "PRICE",
@@ -490,8 +494,8 @@ static int config_defaults(struct config *cfg, char *const envp[], struct kerr *
 	cfg->kube_api_burst = 400;
 	cfg->log_level = LOG_LEVEL_INFO;
 	cfg->controllers = CONFIG_CTRL_ALL;
-	cfg->billing_period_ms = CONFIG_DEFAULT_PERIOD_MS;
-	cfg->autoscaler_period_ms = CONFIG_DEFAULT_PERIOD_MS;
+	cfg->billing_period_ms = CONFIG_DEFAULT_BILLING_PERIOD_MS;
+	cfg->autoscaler_period_ms = CONFIG_DEFAULT_AUTOSCALER_PERIOD_MS;
 	cfg->price_cpu_core_hour_micro = CONFIG_DEFAULT_PRICE_CPU_MICRO;
 	cfg->price_memory_gib_hour_micro = CONFIG_DEFAULT_PRICE_MEMORY_MICRO;
 	memcpy(cfg->currency, "USD", 4);

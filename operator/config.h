@@ -100,7 +100,7 @@ struct config {
 	char *dashboard_dir;               /* built dashboard to serve; NULL: none; must be a directory */
 	char *cache_dump_file;             /* SIGUSR1 dumps the caches here (cache_dump.h); NULL: none */
 	int64_t billing_period_ms;         /* default 30 s, as the seed's billing loop */
-	int64_t autoscaler_period_ms;      /* default 30 s, as the seed's autoscaler loop */
+	int64_t autoscaler_period_ms;      /* default 15 s, as the HPA's sync period */
 	/* Billing prices in millionths of the currency unit (0.05 = 50000),
 	 * so that invoices are computed in integers, never in floating point. */
 	int64_t price_cpu_core_hour_micro;   /* --price-cpu-core-hour or NIMBUS_PRICE_CPU_CORE_HOUR; default 0.05 */

@@ -77,7 +77,7 @@ static void defaults(void **state)
 	assert_int_equal(c.controllers, CONFIG_CTRL_ALL);
 	assert_null(c.dashboard_dir);
 	assert_int_equal(c.billing_period_ms, 30000);
-	assert_int_equal(c.autoscaler_period_ms, 30000);
+	assert_int_equal(c.autoscaler_period_ms, 15000);
 	assert_int_equal(c.price_cpu_core_hour_micro, 50000);
 	assert_int_equal(c.price_memory_gib_hour_micro, 10000);
 	assert_string_equal(c.currency, "USD");
@@ -155,7 +155,7 @@ static void every_flag_both_forms(void **state)
 		{"--kubeconfig", "/root/.kube/config"},
 		{"--dashboard-dir", dir},
 		{"--billing-period", "1m"},
-		{"--autoscaler-period", "15s"},
+		{"--autoscaler-period", "45s"},
 		{"--price-cpu-core-hour", "0.1"},
 		{"--price-memory-gib-hour", "0.002"},
 		{"--currency", "EUR"},
@@ -200,7 +200,7 @@ static void every_flag_both_forms(void **state)
 		assert_string_equal(c.kubeconfig, "/root/.kube/config");
 		assert_string_equal(c.dashboard_dir, dir);
 		assert_int_equal(c.billing_period_ms, 60000);
-		assert_int_equal(c.autoscaler_period_ms, 15000);
+		assert_int_equal(c.autoscaler_period_ms, 45000);
 		assert_int_equal(c.price_cpu_core_hour_micro, 100000);
 		assert_int_equal(c.price_memory_gib_hour_micro, 2000);
 		assert_string_equal(c.currency, "EUR");
