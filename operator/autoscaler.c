@@ -39,6 +39,8 @@ struct cr_state {
 	char *last_status;                 /* the status patch last written; NULL: none yet */
 	char last_scale_time[32];          /* RFC 3339 of our last rescale; "" unknown */
 	char last_quota[320];              /* message of the last QuotaLimited event; "" none */
+	bool limited;                      /* the ScalingLimited condition's status */
+	char limited_since[32];            /* its lastTransitionTime; "" before the first write */
 	bool seen;                         /* in the current pass */
 	UT_hash_handle hh;
 };
@@ -407,6 +409,24 @@ static void write_status(struct autoscaler *a, const struct kcomputerequest *cr,
 	if (s->last_scale_time[0])
 		jsonb_kstr(b, "lastScaleTime", s->last_scale_time);
 	jsonb_kstr(b, "reason", d->reason);
+	/* As the HPA's ScalingLimited: the quota holds the size below what
+	 * the metrics ask. Its own list, in the block only the autoscaler
+	 * writes: status.conditions is the workload reconciler's, and a merge
+	 * patch replaces a list whole. */
+	if (!s->limited_since[0] || s->limited != d->quota_limited) {
+		s->limited = d->quota_limited;
+		kube_now_rfc3339(s->limited_since, sizeof(s->limited_since));
+	}
+	jsonb_key(b, "conditions");
+	jsonb_arr(b);
+	jsonb_obj(b);
+	jsonb_kstr(b, "type", "ScalingLimited");
+	jsonb_kstr(b, "status", s->limited ? "True" : "False");
+	jsonb_kstr(b, "reason", s->limited ? "QuotaLimited" : "DesiredWithinQuota");
+	jsonb_kstr(b, "message", s->limited ? d->quota_message : "the tenant's quota allows the desired replicas");
+	jsonb_kstr(b, "lastTransitionTime", s->limited_since);
+	jsonb_obj_end(b);
+	jsonb_arr_end(b);
 	jsonb_obj_end(b);
 	jsonb_obj_end(b);
 	jsonb_obj_end(b);

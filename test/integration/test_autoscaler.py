@@ -185,6 +185,9 @@ def test_quota_caps_the_scale_up(operator, tenant):
         "capped by tenant quota: quota nimbus-quota allows 2 replicas (requests.cpu hard 500m, 0 used by other pods, "
         "200m per replica); cpu utilization 200% above target 70%"), cr["status"]["autoscaling"]
     assert cr["status"]["autoscaling"]["desiredReplicas"] == 2
+    limited = [c for c in cr["status"]["autoscaling"]["conditions"] if c["type"] == "ScalingLimited"]
+    assert limited and limited[0]["status"] == "True" and limited[0]["reason"] == "QuotaLimited", limited
+    assert "quota nimbus-quota allows 2 replicas" in limited[0]["message"], limited
     # Nothing pushes past the quota meanwhile, and the cap is reported once.
     time.sleep(2 * PERIOD_S)
     assert replicas("computerequest", ns, "hot") == 2
