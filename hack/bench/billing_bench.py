@@ -71,6 +71,19 @@ def parallel(fn, items, workers, what):
     log(f"{what}: {len(items)} in {time.monotonic() - t0:.0f}s")
 
 
+def wait_nodes(api, nodes, timeout_s):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        items = api.expect("GET", "/api/v1/nodes")["items"]
+        ready = sum(1 for n in items for c in n.get("status", {}).get("conditions", [])
+                    if c["type"] == "Ready" and c["status"] == "True")
+        if ready >= nodes:
+            return
+        if time.monotonic() > deadline:
+            raise BenchError(f"{ready} of {nodes} kwok nodes Ready after {timeout_s}s")
+        time.sleep(2)
+
+
 def create_tenants(api, tenants):
     def one(t):
         status, data = api.request("POST", "/api/v1/namespaces", {
@@ -253,6 +266,7 @@ def main():
 
     api = Api(args.server, args.ca, args.cert, args.key)
     load_start = loadavg()
+    wait_nodes(api, args.nodes, 300)
     create_tenants(api, args.tenants)
     pods = create_pods(api, args.tenants, args.pods, args.nodes)
     wait_metrics(api, pods, 600)
