@@ -1326,18 +1326,34 @@ static int list_workloads(struct ctx *c, const char *tenant)
 	return rc;
 }
 
+/* ?tenant= of a list, which the caller must be allowed to read. 1 if
+ * present (in tenant), 0 if absent, -1 with the refusal answered in *rc. */
+static int tenant_param(struct ctx *c, char tenant[API_PARAM_MAX], int *rc)
+{
+	int n = httpd_query_param(c->req, "tenant", tenant, API_PARAM_MAX);
+	if (n == KERR_NOT_FOUND)
+		return 0;
+	if (n < 0) {
+		*rc = problem(c, 400, "tenant", "tenant must be a tenant id");
+		return -1;
+	}
+	if (tenant_validate_name(tenant, NULL) < 0) {
+		*rc = not_found(c, "tenant", tenant);
+		return -1;
+	}
+	if (!allowed(c, tenant, false, "tenant", tenant, rc))
+		return -1;
+	return 1;
+}
+
 static int h_workloads_get(struct ctx *c)
 {
 	char tenant[API_PARAM_MAX];
-	int n = httpd_query_param(c->req, "tenant", tenant, sizeof(tenant));
 	int rc = 0;
-	if (n < 0 && n != KERR_NOT_FOUND)
-		return problem(c, 400, "tenant", "tenant must be a tenant id");
-	if (n >= 0 && tenant_validate_name(tenant, NULL) < 0)
-		return not_found(c, "tenant", tenant);
-	if (n >= 0 && !allowed(c, tenant, false, "tenant", tenant, &rc))
+	int n = tenant_param(c, tenant, &rc);
+	if (n < 0)
 		return rc;
-	return list_workloads(c, n >= 0 ? tenant : NULL);
+	return list_workloads(c, n ? tenant : NULL);
 }
 
 /* The tenant's own existence, from the database; 0, or answered. */
@@ -1964,15 +1980,11 @@ static int step_param(struct ctx *c, int64_t *step_s, int *rc)
 static int h_usage_history(struct ctx *c)
 {
 	char tenant[API_PARAM_MAX];
-	int n = httpd_query_param(c->req, "tenant", tenant, sizeof(tenant));
 	int rc = 0;
-	if (n < 0 && n != KERR_NOT_FOUND)
-		return problem(c, 400, "tenant", "tenant must be a tenant id");
-	if (n >= 0 && tenant_validate_name(tenant, NULL) < 0)
-		return not_found(c, "tenant", tenant);
-	if (n >= 0 && !allowed(c, tenant, false, "tenant", tenant, &rc))
+	int n = tenant_param(c, tenant, &rc);
+	if (n < 0)
 		return rc;
-	const char *only = n >= 0 ? tenant : c->who.role == AUTH_ROLE_ADMIN ? NULL : c->who.tenant_id;
+	const char *only = n ? tenant : c->who.role == AUTH_ROLE_ADMIN ? NULL : c->who.tenant_id;
 	int64_t from = 0, to = 0, step = HISTORY_DEFAULT_STEP_S;
 	int hf = time_param(c, "from", &from, &rc), ht = 0;
 	if (hf < 0 || (ht = time_param(c, "to", &to, &rc)) < 0 || step_param(c, &step, &rc) < 0)
